@@ -1,0 +1,13 @@
+"""ComfyUI-SAE-Steering: steer image generation with sparse-autoencoder features.
+
+ComfyUI loads this file as the pack's entry point. Outside ComfyUI (``comfy_api`` absent)
+importing it does nothing, so the pure kernel in ``sae/`` stays usable anywhere.
+"""
+try:
+    import comfy_api.latest  # noqa: F401  (probe only: are we inside ComfyUI?)
+except ImportError:
+    comfy_entrypoint = None
+else:
+    from .nodes.extension import comfy_entrypoint
+
+__all__ = ["comfy_entrypoint"]

@@ -1,0 +1,1 @@
+"""ComfyUI glue for the pack: nodes, FLUX activation sites, patches and plots."""

@@ -1,0 +1,4 @@
+"""Pure-PyTorch sparse-autoencoder kernel: loading every public layout, encoding and steering.
+
+Nothing in this package imports ComfyUI.
+"""
