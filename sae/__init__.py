@@ -2,3 +2,6 @@
 
 Nothing in this package imports ComfyUI.
 """
+from .edit import Edit
+
+__all__ = ["Edit"]
