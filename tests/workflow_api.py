@@ -62,3 +62,33 @@ def to_api(workflow: dict, object_info: dict) -> dict:
             raise ValueError(f"node {node['id']} ({kind}): linked inputs {sorted(linked)} are not in its schema")
         prompt[str(node["id"])] = {"class_type": kind, "inputs": inputs}
     return prompt
+
+
+def combo_options(spec) -> list:
+    """The choices of a combo input, in either ``/object_info`` spelling (V1 list or V3 ``COMBO``)."""
+    kind, options = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
+    return list(kind) if isinstance(kind, list) else list(options.get("options", []))
+
+
+def widget_default(spec):
+    options = (spec[1] if len(spec) > 1 else {}) or {}
+    if "default" in options:
+        return options["default"]
+    choices = combo_options(spec)
+    if choices:
+        return choices[0]
+    raise ValueError(f"input spec {spec!r} has no default")
+
+
+def api_node(object_info: dict, class_type: str, **inputs) -> dict:
+    """An API-format node: the given inputs, every other required widget at its schema default
+    (so a prompt written against a node's contract inputs survives inputs added later)."""
+    info = object_info[class_type]
+    unknown = set(inputs) - {name for name, _ in schema_inputs(info)}
+    if unknown:
+        raise ValueError(f"{class_type} has no inputs {sorted(unknown)}")
+    filled = dict(inputs)
+    for name, spec in schema_inputs(info):
+        if name not in filled and name in info["input"].get("required", {}) and is_widget(spec):
+            filled[name] = widget_default(spec)
+    return {"class_type": class_type, "inputs": filled}
