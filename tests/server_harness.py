@@ -106,11 +106,14 @@ class ComfyServer:
         except urllib.error.HTTPError as err:  # 4xx/5xx carry a JSON body worth reading
             return err.code, err.read()
 
-    def get(self, path: str, timeout: float = REQUEST_TIMEOUT_S):
+    def fetch(self, path: str, timeout: float = REQUEST_TIMEOUT_S) -> bytes:
         status, raw = self._request(path, timeout=timeout)
         if status != 200:
             raise ServerError(f"GET {path}: HTTP {status}: {raw[:2000]!r}")
-        return json.loads(raw)
+        return raw
+
+    def get(self, path: str, timeout: float = REQUEST_TIMEOUT_S):
+        return json.loads(self.fetch(path, timeout))
 
     def post(self, path: str, body) -> tuple[int, dict]:
         status, raw = self._request(path, body)
