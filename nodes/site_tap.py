@@ -53,7 +53,7 @@ class TapEvent:
     grid: tuple[int, int]         # (h, w) of the generated image in tokens (latent / patch size)
     txt_len: int                  # text tokens in this forward (T5 >= 256, Redux adds more)
     cond_or_uncond: list[int]     # 0 = positive, 1 = negative, one entry per batch chunk
-    tokens: slice = slice(0)      # token range handed over, within the site's stream
+    tokens: slice | None = None   # token range handed over, within the site's stream
     image_tokens: slice | None = None  # the generated image's tokens, relative to the handed-over range
 
 
