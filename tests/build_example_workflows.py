@@ -156,8 +156,8 @@ WORKFLOWS = [
                 "clip_vision_output": ("encode", 0), "sae": ("sae", 0), "target": "image_embeds",
                 "features": "22420", "strength": 40.0, "mode": "set", "keep_error": True}),
             N("report", "PreviewAny", (380, 640), {"source": ("edit", 1)}, "Feature before/after"),
-            N("pos", "CLIPTextEncode", (380, -260), {"clip": ("ckpt", 1), "text": ""}, "Prompt (optional)"),
-            N("neg", "CLIPTextEncode", (800, -260), {"clip": ("ckpt", 1), "text": "blurry, low quality"},
+            N("pos", "CLIPTextEncode", (380, -330), {"clip": ("ckpt", 1), "text": ""}, "Prompt (optional)"),
+            N("neg", "CLIPTextEncode", (380, -110), {"clip": ("ckpt", 1), "text": "blurry, low quality"},
               "Negative"),
             N("plain_un", "unCLIPConditioning", (800, 0), {"conditioning": ("pos", 0),
                                                            "clip_vision_output": ("encode", 0),
@@ -311,7 +311,7 @@ def wrap(draw, text: str, font, width: float) -> list[str]:
     return (lines + [line])[:3]
 
 
-def thumbnail(workflow: Workflow, ui: dict, path: Path) -> None:
+def thumbnail(workflow: Workflow, ui: dict, path: Path, object_info: dict) -> None:
     """A diagram of the graph: one column per x position of the layout; the pack's nodes in orange."""
     image = Image.new("RGB", (W, H), "#15171b")
     draw = ImageDraw.Draw(image)
@@ -336,7 +336,8 @@ def thumbnail(workflow: Workflow, ui: dict, path: Path) -> None:
         edge, fill = node_colour(n["type"])
         x0, y0, x1, y1 = boxes[n["id"]]
         draw.rounded_rectangle([x0, y0, x1, y1], radius=7, fill=fill, outline=edge, width=2)
-        for i, line in enumerate(wrap(draw, n.get("title", n["type"]), node_font, x1 - x0 - 12)):
+        label = n.get("title") or object_info[n["type"]].get("display_name") or n["type"]
+        for i, line in enumerate(wrap(draw, label, node_font, x1 - x0 - 12)):
             draw.text((x0 + 6, y0 + 5 + 16 * i), line, font=node_font, fill="#f3f3f3")
     image.save(path, "JPEG", quality=88)
 
@@ -361,7 +362,7 @@ def main(names: list[str]) -> None:
             continue
         ui = build(workflow, object_info)
         (OUT / f"{workflow.name}.json").write_text(json.dumps(ui, indent=2, ensure_ascii=False) + "\n")
-        thumbnail(workflow, ui, OUT / f"{workflow.name}.jpg")
+        thumbnail(workflow, ui, OUT / f"{workflow.name}.jpg", object_info)
         sys.stdout.write(f"wrote {OUT / workflow.name}.json and .jpg\n")
 
 
