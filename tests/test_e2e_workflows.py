@@ -108,3 +108,13 @@ def test_converter_maps_widgets_in_schema_order(object_info):
     with pytest.raises(ValueError, match="left over"):
         to_api({"nodes": [{"id": 1, "type": "VAELoader", "inputs": [], "widgets_values": ["ae.safetensors", 3]}],
                 "links": []}, object_info)
+
+
+def test_committed_workflow_is_what_the_builder_writes_today(workflow, object_info):
+    """A node that gains an input leaves old JSON valid but stale: rebuild when this fails."""
+    from build_example_workflows import WORKFLOWS as SPECS, build
+
+    name, ui = workflow
+    (spec,) = [w for w in SPECS if w.name == name]
+    if build(spec, object_info) != ui:
+        pytest.fail(f"example_workflows/{name}.json is stale: run .venv/bin/python tests/build_example_workflows.py")
