@@ -75,6 +75,13 @@ def sample_and_save(key: str, model, positive, negative, x: int, y: int, prefix:
     ]
 
 
+def side_by_side(x: int, folder: str, plain: tuple, changed: tuple, **kwargs) -> list[N]:
+    """Two sampler branches from the same seed, each ``(label, model, positive)``, saved side by side."""
+    return [node for row, (label, model, positive) in enumerate((plain, changed))
+            for node in sample_and_save(label, model, positive, ("neg", 0), x, 330 * row, f"{folder}/{label}",
+                                        label, **kwargs)]
+
+
 WORKFLOWS = [
     Workflow(
         "flux_measure_then_steer",
@@ -102,10 +109,8 @@ WORKFLOWS = [
                 "start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", "scale": ("scale", 0),
                 "strength_unit": "× feature mean"}),
         ]
-        + sample_and_save("plain", ("unet", 0), ("guide", 0), ("neg", 0), 1900, 0, "sae_steer/unsteered",
-                          "unsteered")
-        + sample_and_save("steered", ("steer", 0), ("guide", 0), ("neg", 0), 1900, 330, "sae_steer/steered",
-                          "steered"),
+        + side_by_side(1900, "sae_steer", ("unsteered", ("unet", 0), ("guide", 0)),
+                       ("steered", ("steer", 0), ("guide", 0))),
     ),
     Workflow(
         "flux_clip_pooled_edit",
@@ -127,10 +132,8 @@ WORKFLOWS = [
               "FluxGuidance (edited)"),
             N("report", "PreviewAny", (1200, 400), {"source": ("edit", 1)}, "Feature before/after"),
         ]
-        + sample_and_save("plain", ("unet", 0), ("guide", 0), ("neg", 0), 1500, 0, "sae_pooled/unedited",
-                          "unedited")
-        + sample_and_save("edited", ("unet", 0), ("edit_guide", 0), ("neg", 0), 1500, 330, "sae_pooled/edited",
-                          "edited"),
+        + side_by_side(1500, "sae_pooled", ("unedited", ("unet", 0), ("guide", 0)),
+                       ("edited", ("unet", 0), ("edit_guide", 0))),
     ),
     Workflow(
         "sdxl_revision_clip_vision_edit",
@@ -169,11 +172,9 @@ WORKFLOWS = [
               "unCLIPConditioning (edited)"),
             N("latent", "EmptyLatentImage", (800, 600), {"width": 1024, "height": 1024, "batch_size": 1}),
         ]
-        + sample_and_save("plain", ("ckpt", 0), ("plain_un", 0), ("neg", 0), 1200, 0, "sae_revision/unedited",
-                          "unedited", vae=("ckpt", 2), steps=25, cfg=6.0, sampler="dpmpp_2m", scheduler="karras")
-        + sample_and_save("edited", ("ckpt", 0), ("edited_un", 0), ("neg", 0), 1200, 330,
-                          "sae_revision/edited", "edited", vae=("ckpt", 2), steps=25, cfg=6.0,
-                          sampler="dpmpp_2m", scheduler="karras"),
+        + side_by_side(1200, "sae_revision", ("unedited", ("ckpt", 0), ("plain_un", 0)),
+                       ("edited", ("ckpt", 0), ("edited_un", 0)), vae=("ckpt", 2), steps=25, cfg=6.0,
+                       sampler="dpmpp_2m", scheduler="karras"),
     ),
     Workflow(
         "flux_two_sites_step_window",
@@ -205,8 +206,8 @@ WORKFLOWS = [
                 "apply_to": "positive"},
               "SAE Steer FLUX (single 9, middle)"),
         ]
-        + sample_and_save("steered", ("steer_b", 0), ("guide", 0), ("neg", 0), 1900, 0, "sae_two_sites/steered",
-                          "steered"),
+        + sample_and_save("steered", ("steer_b", 0), ("guide", 0), ("neg", 0), 1900, 0,
+                          "sae_two_sites/steered", "steered"),
     ),
 ]
 
