@@ -18,6 +18,14 @@ READY_TIMEOUT_S = 240     # a cold start imports torch and every comfy_extras mo
 REQUEST_TIMEOUT_S = 60
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the test process dies without running its finaliser."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -67,7 +75,8 @@ class ComfyServer:
         env["PYTHONUNBUFFERED"] = "1"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command(), cwd=self.comfyui, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT)
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
