@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -281,7 +282,9 @@ def build(workflow: Workflow, object_info: dict) -> dict:
                      "order": len(ui_nodes), "mode": 0, "inputs": [], "outputs": [],
                      "properties": {}, "widgets_values": [workflow.note], "title": "Read me: files and use",
                      "color": "#432", "bgcolor": "#653"})
-    return {"id": f"comfyui-sae-steering-{workflow.name}", "revision": 0, "last_node_id": note_id,
+    # the frontend wants a UUID here; a name-based one keeps the file stable across rebuilds
+    workflow_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-sae-steering/{workflow.name}"))
+    return {"id": workflow_id, "revision": 0, "last_node_id": note_id,
             "last_link_id": len(links), "nodes": ui_nodes, "links": links, "groups": [], "config": {},
             "extra": {"ds": {"scale": 0.6, "offset": [60, 460]}}, "version": 0.4}
 

@@ -7,6 +7,7 @@ are empty placeholders here, and a queued prompt would go on to execute them.
 """
 import io
 import json
+import uuid
 
 import pytest
 from PIL import Image
@@ -50,7 +51,7 @@ def test_workflow_is_well_formed_ui_json(workflow):
     nodes = {node["id"]: node for node in ui["nodes"]}
     assert len(nodes) == len(ui["nodes"]), "duplicate node ids"
     assert ui["last_node_id"] == max(nodes) and ui["last_link_id"] == max(link[0] for link in ui["links"])
-    assert "version" in ui
+    assert "version" in ui and uuid.UUID(ui["id"])
     for link_id, src, src_slot, dst, dst_slot, kind in ui["links"]:
         assert nodes[dst]["inputs"][dst_slot]["link"] == link_id, (name, link_id)
         assert link_id in nodes[src]["outputs"][src_slot]["links"], (name, link_id)
