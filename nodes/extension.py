@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .clip_vision_edit import SAEClipVisionEdit
+from .conditioning_edit import SAEConditioningEdit
+from .embedding_features import SAEEmbeddingFeatures
+
 
 class SAESteeringExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return []
+        return [SAEConditioningEdit, SAEClipVisionEdit, SAEEmbeddingFeatures]
 
 
 async def comfy_entrypoint() -> SAESteeringExtension:
