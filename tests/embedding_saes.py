@@ -1,4 +1,4 @@
-"""Small SAEs for the embedding tests, built from random tensors with the kernel's constructor.
+"""Small SAEs (and a CLIP-vision output) for the embedding tests, built from random tensors with the kernel's constructor.
 
 ``relu_sae`` is shaped like Gytis Daujotas's CLIP SAE (ReLU, no input centring, decoder rows not
 unit-norm); ``topk_sae`` like the finebooru/sparsify ones (TopK, input centring). Feature
@@ -63,3 +63,16 @@ def gytis_recipe(sae, x, feature, value, keep_error=True):
     if keep_error:
         y = y + (x.double() - reference_decode(sae, z))
     return y
+
+
+def clip_vision_output(batch=2, width=1280, tokens=5, seed=0):
+    """What ViT-bigG's ``encode_image`` returns (comfy.clip_vision.Output), with random values."""
+    import comfy.clip_vision
+
+    g = torch.Generator().manual_seed(seed)
+    out = comfy.clip_vision.Output()
+    out["last_hidden_state"] = torch.randn(batch, tokens, width, generator=g)
+    out["image_embeds"] = torch.randn(batch, width, generator=g)
+    out["penultimate_hidden_states"] = torch.randn(batch, tokens, width, generator=g)
+    out["mm_projected"] = None
+    return out
