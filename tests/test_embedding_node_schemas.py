@@ -47,3 +47,11 @@ def test_extension_registers_the_embedding_nodes():
     extension = asyncio.run(comfyui_sae_steering.comfy_entrypoint())
     nodes = asyncio.run(extension.get_node_list())
     assert {SAEConditioningEdit, SAEClipVisionEdit, SAEEmbeddingFeatures} <= set(nodes)
+
+
+def test_comfyui_accepts_the_schemas():
+    for node in (SAEConditioningEdit, SAEClipVisionEdit, SAEEmbeddingFeatures):
+        node.VALIDATE_CLASS()
+        info = node.GET_NODE_INFO_V1()
+        assert info["name"] == node.define_schema().node_id
+        assert "sae" in info["input"]["required"]
