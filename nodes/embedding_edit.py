@@ -7,39 +7,26 @@ device, a new tensor out, and the before/after report.
 from __future__ import annotations
 
 import torch
-from comfy_api.latest import io
 
 from ..sae import Edit
 from ..sae.deltas import feature_deltas, plan_edits
 from .embedding_targets import check_width
-from .feature_spec import MODE_NAMES, edits_for, parse_features
+from .feature_spec import edits_for, parse_features
 
-# CLIP embeddings take large feature values: Gytis set feature 22420 to 40; 10-50 is the normal range
-DEFAULT_STRENGTH = 40.0
-STRENGTH_LIMIT = 10000.0
+def edit_embeddings(sae, parts: list[tuple[str, str, torch.Tensor]], features: str, strength: float, mode: str,
+                    keep_error: bool, title: str) -> tuple[list[torch.Tensor], str]:
+    """What both edit nodes do: parse their inputs, edit each ``(label, name, tensor)`` part, report.
 
-
-def edit_inputs() -> list:
-    """The ``features``, ``strength``, ``mode`` and ``keep_error`` inputs both edit nodes share."""
-    return [
-        io.String.Input("features", default="", placeholder="22420  or  22420:40, 17:-20",
-                        tooltip="SAE feature indices, optionally index:strength; features without their own "
-                                "strength use `strength`. Find indices with SAE Embedding Features."),
-        io.Float.Input("strength", default=DEFAULT_STRENGTH, min=-STRENGTH_LIMIT, max=STRENGTH_LIMIT, step=0.5,
-                       tooltip="The value used by `mode` (set: the new feature value; add: added to it; scale: "
-                               "multiplies it). CLIP-scale values are large: 10-50 is normal."),
-        io.Combo.Input("mode", options=MODE_NAMES, default="set",
-                       tooltip="set: feature := strength (Gytis's recipe); add: += strength; scale: *= strength; "
-                               "'where active' only touches vectors where the SAE finds the feature."),
-        io.Boolean.Input("keep_error", default=True,
-                         tooltip="Add back the SAE's reconstruction error, so only the chosen features change. "
-                                 "Off: the output is the SAE's reconstruction of the edited features."),
-    ]
-
-
-def edits_from_inputs(sae, features: str, strength: float, mode: str) -> list[Edit]:
-    """The nodes' ``features`` / ``strength`` / ``mode`` inputs as kernel edits, checked against the SAE."""
-    return edits_for(parse_features(features, strength, d_sae=sae.d_sae), mode)
+    ``label`` prefixes the part's report lines (``"entry 0"`` or ``""``); ``name`` says in errors
+    which field it is. Returns the edited tensors, in order, and the report text.
+    """
+    edits = edits_for(parse_features(features, strength, d_sae=sae.d_sae), mode)
+    edited, lines = [], [f"{title}, mode {mode}, keep_error {'on' if keep_error else 'off'}"]
+    for label, name, tensor in parts:
+        new, part_lines = edit_embedding(sae, tensor, edits, keep_error, name)
+        edited.append(new)
+        lines += [f"{label}, {line}" if label else line for line in part_lines]
+    return edited, "\n".join(lines)
 
 
 def edit_embedding(sae, x: torch.Tensor, edits: list[Edit], keep_error: bool, what: str) -> tuple[torch.Tensor, list[str]]:
@@ -84,11 +71,3 @@ def _report_lines(sae, work: torch.Tensor, edits: list[Edit]) -> list[str]:
                 lines.append(f"item {item}: feature {f}: mean {float(old.mean()):.4g} -> {float(new.mean()):.4g} "
                              f"over {n_tokens} tokens, active on {active}/{n_tokens}")
     return lines
-
-
-def report(title: str, sections: list[tuple[str, list[str]]]) -> str:
-    """``title`` then each section's lines, prefixed by the section label (e.g. ``entry 0``)."""
-    lines = [title]
-    for label, section in sections:
-        lines += [f"{label}, {line}" if label else line for line in section]
-    return "\n".join(lines)
