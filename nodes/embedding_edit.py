@@ -29,7 +29,8 @@ def edit_embeddings(sae, parts: list[tuple[str, str, torch.Tensor]], features: s
     return edited, "\n".join(lines)
 
 
-def edit_embedding(sae, x: torch.Tensor, edits: list[Edit], keep_error: bool, what: str) -> tuple[torch.Tensor, list[str]]:
+def edit_embedding(sae, x: torch.Tensor, edits: list[Edit], keep_error: bool,
+                   what: str) -> tuple[torch.Tensor, list[str]]:
     """``x`` (``[..., d_in]``, any float dtype) edited by ``edits``: a new tensor of x's dtype and device.
 
     Also returns report lines, one per batch item and edit: the feature's value before and after

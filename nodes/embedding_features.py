@@ -39,7 +39,7 @@ def feature_statistics(sae, tensors: list[torch.Tensor]) -> dict[str, torch.Tens
 def top_features(stats: dict, top_n: int) -> list[dict]:
     """The ``top_n`` features by mean value, leaving out features that never fire."""
     fired = int((stats["count"] > 0).sum())
-    values, indices = stats["mean"].topk(min(top_n, fired)) if fired else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    values, indices = stats["mean"].topk(min(top_n, fired))  # codes are >= 0: a feature that fires has mean > 0
     vectors = stats["vectors"]
     return [{"feature": int(f), "mean": float(m), "max": float(stats["max"][f]), "fires": int(stats["count"][f]),
              "frequency": int(stats["count"][f]) / vectors}
@@ -102,6 +102,7 @@ class SAEEmbeddingFeatures(io.ComfyNode):
         stats = feature_statistics(sae, tensors)
         rows = top_features(stats, top_n)
         vectors = stats["vectors"]
-        title = f"SAE Embedding Features: {source}, {vectors} vector(s), top {len(rows)} of {sae.d_sae} features by mean"
+        title = (f"SAE Embedding Features: {source}, {vectors} vector(s), "
+                 f"top {len(rows)} of {sae.d_sae} features by mean")
         values = {"target": target, "vectors": vectors, "d_sae": sae.d_sae, "features": rows}
         return io.NodeOutput(_table(title, rows, vectors), json.dumps(values))

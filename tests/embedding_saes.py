@@ -1,4 +1,5 @@
-"""Small SAEs (and a CLIP-vision output) for the embedding tests, built from random tensors with the kernel's constructor.
+"""Small SAEs (and a CLIP-vision output) for the embedding tests, from random tensors and the kernel's
+constructor.
 
 ``relu_sae`` is shaped like Gytis Daujotas's CLIP SAE (ReLU, no input centring, decoder rows not
 unit-norm); ``topk_sae`` like the finebooru/sparsify ones (TopK, input centring). Feature

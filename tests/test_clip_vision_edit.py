@@ -95,5 +95,5 @@ def test_width_mismatch_and_missing_field_errors():
         run(clip_vision_output(width=1024), relu_sae(d_in=1280, d_sae=64))
     output = comfy.clip_vision.Output()
     output["image_embeds"] = torch.zeros(1, 1280)
-    with pytest.raises(ValueError, match=r"clip_vision_output has no 'last_hidden_state' tensor \(it has image_embeds\)"):
+    with pytest.raises(ValueError, match=r"has no 'last_hidden_state' tensor \(it has image_embeds\)"):
         run(output, relu_sae(d_in=1280, d_sae=64), target="last_hidden_state")

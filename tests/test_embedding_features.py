@@ -11,7 +11,8 @@ from comfyui_sae_steering.nodes.feature_spec import parse_features
 
 
 def run(sae, target, top_n=16, conditioning=None, clip_vision_output=None):
-    kwargs = {k: v for k, v in (("conditioning", conditioning), ("clip_vision_output", clip_vision_output)) if v is not None}
+    kwargs = {"conditioning": conditioning, "clip_vision_output": clip_vision_output}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # optional inputs left unconnected are absent
     table, values = SAEEmbeddingFeatures.execute(sae=sae, target=target, top_n=top_n, **kwargs).result
     return table, json.loads(values)
 
