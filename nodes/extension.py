@@ -6,11 +6,21 @@ from comfy_api.latest import ComfyExtension, io
 from .clip_vision_edit import SAEClipVisionEdit
 from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
+from .flux_steer_node import SAEFluxSteer
+from .sae_loader import SAELoader
+
+NODES: list[type[io.ComfyNode]] = [
+    SAELoader,
+    SAEFluxSteer,
+    SAEConditioningEdit,
+    SAEClipVisionEdit,
+    SAEEmbeddingFeatures,
+]
 
 
 class SAESteeringExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [SAEConditioningEdit, SAEClipVisionEdit, SAEEmbeddingFeatures]
+        return list(NODES)
 
 
 async def comfy_entrypoint() -> SAESteeringExtension:
