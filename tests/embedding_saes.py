@@ -1,41 +1,25 @@
 """Small SAEs (and a CLIP-vision output) for the embedding tests, from random tensors and the kernel's
 constructor.
 
-``relu_sae`` is shaped like Gytis Daujotas's CLIP SAE (ReLU, no input centring, decoder rows not
-unit-norm); ``topk_sae`` like the finebooru/sparsify ones (TopK, input centring). Feature
-``DEAD`` never fires (zero encoder row, negative bias), for edits that must change nothing.
+Feature ``DEAD`` never fires, for edits that must change nothing; the references below are
+written out here, independently of the kernel.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-
-from comfyui_sae_steering.sae import SparseAutoencoder
+from sae_factory import random_sae
 
 DEAD = 3
 
 
-def _weights(d_in, d_sae, seed):
-    g = torch.Generator().manual_seed(seed)
-    W_enc = torch.randn(d_sae, d_in, generator=g) / math.sqrt(d_in)
-    b_enc = torch.randn(d_sae, generator=g) * 0.1 - 0.3  # a negative bias keeps the codes sparse
-    W_dec = torch.randn(d_sae, d_in, generator=g) * (0.5 + torch.rand(d_sae, 1, generator=g)) / math.sqrt(d_in)
-    b_dec = torch.randn(d_in, generator=g) * 0.05
-    W_enc[DEAD] = 0.0
-    b_enc[DEAD] = -1.0
-    return g, W_enc, b_enc, W_dec, b_dec
-
-
 def relu_sae(d_in=768, d_sae=320, seed=0):
-    _, W_enc, b_enc, W_dec, b_dec = _weights(d_in, d_sae, seed)
-    return SparseAutoencoder(W_enc, b_enc, W_dec, b_dec, arch="relu")
+    """Like Gytis Daujotas's CLIP SAE: ReLU, no input centring, decoder rows of varied norms."""
+    return random_sae(d_in=d_in, d_sae=d_sae, arch="relu", seed=seed, dead=(DEAD,), unit_decoder=False, centre=False)
 
 
 def topk_sae(d_in=64, d_sae=256, k=12, seed=1):
-    g, W_enc, b_enc, W_dec, b_dec = _weights(d_in, d_sae, seed)
-    b_pre = torch.randn(d_in, generator=g) * 0.1
-    return SparseAutoencoder(W_enc, b_enc, W_dec, b_dec, arch="topk", k=k, b_pre=b_pre)
+    """Like the finebooru / sparsify SAEs: TopK with input centring."""
+    return random_sae(d_in=d_in, d_sae=d_sae, k=k, seed=seed, dead=(DEAD,))
 
 
 def reference_encode(sae, x):
