@@ -13,6 +13,7 @@ from ..sae.deltas import feature_deltas, plan_edits
 from .embedding_targets import check_width
 from .feature_spec import edits_for, parse_features
 
+
 def edit_embeddings(sae, parts: list[tuple[str, str, torch.Tensor]], features: str, strength: float, mode: str,
                     keep_error: bool, title: str) -> tuple[list[torch.Tensor], str]:
     """What both edit nodes do: parse their inputs, edit each ``(label, name, tensor)`` part, report.

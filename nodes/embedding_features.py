@@ -15,8 +15,6 @@ from .comfy_types import SAEType
 from .embedding_targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check_width, clip_vision_tensor,
                                 conditioning_tensors)
 
-ROWS_PER_CHUNK = 1024  # at most [1024, d_sae] codes exist at once
-
 
 def feature_statistics(sae, tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-feature ``mean``, ``max`` and firing ``count`` over every vector of ``tensors``, plus ``vectors``."""
@@ -27,7 +25,7 @@ def feature_statistics(sae, tensors: list[torch.Tensor]) -> dict[str, torch.Tens
     vectors = 0
     for tensor in tensors:
         rows = tensor.detach().reshape(-1, tensor.shape[-1]).to(device)  # encode works in fp32
-        for chunk in rows.split(ROWS_PER_CHUNK):
+        for chunk in rows.split(sae.chunk_tokens):  # the kernel's bound: a [chunk, d_sae] code is the largest
             z = sae.encode(chunk)
             total += z.sum(0, dtype=torch.float64)
             peak = torch.maximum(peak, z.amax(0))

@@ -55,6 +55,7 @@ def test_pooled_vector_listing_matches_encode():
 
 def test_tokens_of_all_entries_are_ranked_by_mean_with_firing_frequency():
     sae = topk_sae()
+    sae.chunk_tokens = 5  # 16 + 8 tokens: several chunks, the last one short
     conditioning = tiny_conditioning(seed=1, batch=2) + tiny_conditioning(seed=3)
     table, values = run(sae, "tokens", top_n=10, conditioning=conditioning)
     z = torch.cat([reference_encode(sae, entry[0]).reshape(-1, sae.d_sae) for entry in conditioning])
