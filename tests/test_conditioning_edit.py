@@ -1,10 +1,12 @@
 """SAE Edit Conditioning: Gytis Daujotas's recipe on a conditioning, untouched inputs, real FLUX sampling."""
 import pytest
+import sae_layouts
 import torch
 from embedding_saes import DEAD, gytis_recipe, reference_encode, relu_sae, topk_sae
 
 from comfyui_sae_steering.demo.tiny_flux import sample, tiny_conditioning
 from comfyui_sae_steering.nodes.conditioning_edit import SAEConditioningEdit
+from comfyui_sae_steering.sae import load_sae
 
 
 def run(conditioning, sae, target="pooled_output", features="5", strength=40.0, mode="set", keep_error=True):
@@ -148,3 +150,18 @@ def test_tiny_flux_sampling_changes_only_when_the_edit_does(tiny_flux, tiny_cond
     assert torch.equal(sample(tiny_flux, dead_cond, negative, steps=2, cfg=2.0, seed=4), plain)
     zero_cond, _ = run(positive, sae, features=str(DEAD), mode="set", strength=0.0)
     assert torch.equal(sample(tiny_flux, zero_cond, negative, steps=2, cfg=2.0, seed=4), plain)
+
+
+@pytest.mark.parametrize("layout_name", sorted(sae_layouts.ALL))
+def test_gytis_recipe_for_every_public_layout(layout_name, tmp_path):
+    """Through load_sae, each format's own published maths: decode(z′, x) + x − decode(z, x)."""
+    layout = sae_layouts.ALL[layout_name](tmp_path)
+    sae = load_sae(layout.path)
+    x = sae_layouts.activations(shape=(2, 5))
+    conditioning = [[x, {"pooled_output": x[:, 0], "guidance": 3.5}]]
+    edited, _ = run(conditioning, sae, target="tokens", features="7:40, 12", strength=-3.0)
+    z = layout.encode(x)
+    z_edit = z.clone()
+    z_edit[..., 7], z_edit[..., 12] = 40.0, -3.0
+    expected = layout.decode(z_edit, x) + x - layout.decode(z, x)
+    torch.testing.assert_close(edited[0][0], expected, rtol=1e-5, atol=1e-4)
