@@ -23,11 +23,6 @@ def _import_pack():
                                                   submodule_search_locations=[str(PACK_ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_NAME] = module
-    # The repository root holds __init__.py, so pytest imports it for its Package node; when the folder's
-    # name is no identifier (a clone named ComfyUI-SAE-Steering) it asks for a top-level module "__init__",
-    # whose relative imports fail. Hand it the pack, imported properly here.
-    if not PACK_ROOT.name.isidentifier():
-        sys.modules["__init__"] = module
     spec.loader.exec_module(module)
     return module
 
