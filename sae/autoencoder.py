@@ -34,7 +34,8 @@ class SparseAutoencoder:
     W_enc [d_sae, d_in] (row f encodes feature f), b_enc [d_sae], W_dec [d_sae, d_in] (row f = d_f,
     the direction feature f writes), b_dec [d_in], b_pre [d_in] or None, threshold [d_sae] (jumprelu).
     Weights keep their dtype (fp16/bf16 weights are cast to fp32 per call, never stored twice).
-    ``chunk_tokens`` (None = automatic from d_sae and the device; settable) bounds the working set.
+    ``chunk_tokens`` (tokens per chunk: automatic from d_sae and the device until set; setting None
+    restores the automatic value) bounds the working set of every method.
     """
 
     def __init__(self, W_enc, b_enc, W_dec, b_dec, *, arch="topk", k=None, b_pre=None, threshold=None,
@@ -72,7 +73,7 @@ class SparseAutoencoder:
         self.normalize = normalize
         self._arch, self._k = arch, k
         self._hook, self._source = hook, source
-        self.chunk_tokens = None
+        self._chunk_tokens = None
 
     # ---- description -------------------------------------------------------------------------
     d_in = property(lambda self: self.W_enc.shape[1], doc="width of the activations the SAE reads")
@@ -123,12 +124,21 @@ class SparseAutoencoder:
             raise ValueError(f"SAE input is on {x.device} but the SAE is on {self.device}: call sae.to(device)")
         return x.reshape(-1, self.d_in)
 
+    @property
+    def chunk_tokens(self) -> int:
+        """Tokens per chunk, so that a [chunk, d_sae] temporary is the largest any method makes."""
+        if self._chunk_tokens is not None:
+            return self._chunk_tokens
+        return max(16, CHUNK_ELEMENTS["cpu" if self.device.type == "cpu" else "other"] // self.d_sae)
+
+    @chunk_tokens.setter
+    def chunk_tokens(self, value):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"chunk_tokens must be a positive integer or None, got {value!r}")
+        self._chunk_tokens = None if value is None else int(value)
+
     def _chunks(self, n: int):
         step = self.chunk_tokens
-        if step is None:
-            budget = CHUNK_ELEMENTS["cpu" if self.device.type == "cpu" else "other"]
-            step = max(16, budget // self.d_sae)
-        step = max(1, int(step))
         for start in range(0, n, step):
             yield start, min(n, start + step)
 
