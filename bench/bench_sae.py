@@ -93,7 +93,7 @@ def reuse_freed_memory():
         import ctypes
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD (32 MB is the most glibc accepts)
     except (OSError, AttributeError):
         pass
 
