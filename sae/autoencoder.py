@@ -201,9 +201,11 @@ class SparseAutoencoder:
     def _dense(self, values, indices, n):
         return torch.zeros(n, self.d_sae, dtype=values.dtype, device=values.device).scatter_(-1, indices, values)
 
-    def _weights(self):
-        return _Weights(self._w(self.W_enc), self._w(self.b_enc), self._w(self.W_dec), self._w(self.b_dec),
-                        self._w(self.threshold))
+    def _weights(self, decoder=True):
+        """All weights in the maths dtype (a no-op for fp32 weights); ``decoder=False`` skips casting
+        the decoder where only membership is needed."""
+        W_dec, b_dec = (self._w(self.W_dec), self._w(self.b_dec)) if decoder else (None, None)
+        return _Weights(self._w(self.W_enc), self._w(self.b_enc), W_dec, b_dec, self._w(self.threshold))
 
     def _rows(self, idx):
         """The chosen features' encoder and decoder rows (a few KB), in the maths dtype."""
@@ -224,7 +226,7 @@ class SparseAutoencoder:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Dense features z [..., d_sae] in the maths dtype (fp32 unless the weights are fp64), chunked."""
         flat = self._flat(x)
-        W = self._weights()
+        W = self._weights(decoder=False)
         out = torch.empty(flat.shape[0], self.d_sae, dtype=self._math_dtype, device=flat.device)
         for s, e in self._chunks(flat.shape[0]):
             code = self._encode_chunk(self._normalise(flat[s:e].to(self._math_dtype))[0], W)
@@ -256,7 +258,7 @@ class SparseAutoencoder:
         dtype, indices int64; a [chunk, d_sae] temporary is the largest ever made.
         """
         flat = self._flat(x)
-        W = self._weights()
+        W = self._weights(decoder=False)
         parts = []
         for s, e in self._chunks(flat.shape[0]):
             code = self._encode_chunk(self._normalise(flat[s:e].to(self._math_dtype))[0], W)
@@ -281,7 +283,7 @@ class SparseAutoencoder:
         TopK needs the full encoder for membership. Chunked."""
         flat = self._flat(x)
         idx = self._features(features)
-        W, rows = (self._weights() if self.arch == "topk" else None), self._rows(idx)
+        W, rows = (self._weights(decoder=False) if self.arch == "topk" else None), self._rows(idx)
         out = torch.empty(flat.shape[0], len(idx), dtype=self._math_dtype, device=flat.device)
         for s, e in self._chunks(flat.shape[0]):
             out[s:e] = self._feature_z(self._normalise(flat[s:e].to(self._math_dtype))[0], idx, W, rows)
@@ -338,7 +340,7 @@ class SparseAutoencoder:
             return self._steer_add(flat, plan).reshape(x.shape)
         idx = self._features(plan.features)
         rows = self._rows(idx)
-        W = self._weights() if self.arch == "topk" else None
+        W = self._weights(decoder=False) if self.arch == "topk" else None
         out = torch.empty_like(flat)
         for s, e in self._chunks(flat.shape[0]):
             xm = flat[s:e].to(self._math_dtype)
@@ -382,8 +384,8 @@ class SparseAutoencoder:
 class _Weights(NamedTuple):
     W_enc: torch.Tensor
     b_enc: torch.Tensor
-    W_dec: torch.Tensor
-    b_dec: torch.Tensor
+    W_dec: torch.Tensor | None  # None where only membership is needed
+    b_dec: torch.Tensor | None
     threshold: torch.Tensor | None
 
 
