@@ -61,14 +61,13 @@ class SAEStats:
         (NaN and 0 for a feature that never fired)."""
         if not self.tokens:
             nan = [math.nan] * self.d_sae
-            return {"sae_tokens": 0, "fvu": math.nan, "cosine": math.nan,
+            return {"fvu": math.nan, "cosine": math.nan,
                     "feature_frequency": [0.0] * self.d_sae, "feature_mean": nan, "feature_max": [0.0] * self.d_sae}
         b = {k: v.cpu() for k, v in self._buffers.items()}
         variance = float(b["x_m2"].sum())
         fired = b["fired"]
         mean = torch.where(fired > 0, b["act_sum"] / fired.clamp_min(1), torch.full_like(fired, math.nan))
         return {
-            "sae_tokens": self.tokens,
             "fvu": float(b["sq_err"]) / variance if variance > 0 else math.nan,
             "cosine": float(b["cos_sum"]) / self.tokens,
             "feature_frequency": (fired / self.tokens).tolist(),

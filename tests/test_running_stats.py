@@ -99,7 +99,7 @@ def test_sae_stats_match_a_direct_computation(arch):
     x_hat = sae.reconstruct(x.float()).double()
     fired = (z > 0).sum(0).double()
     s = stats.summary()
-    assert s["sae_tokens"] == x.shape[0]
+    assert stats.tokens == x.shape[0]
     np.testing.assert_allclose(s["feature_frequency"], (fired / x.shape[0]).numpy(), rtol=0, atol=0)
     mean = torch.where(fired > 0, z.sum(0) / fired.clamp_min(1), torch.nan)
     np.testing.assert_allclose(s["feature_mean"], mean.numpy(), rtol=1e-6, equal_nan=True)
