@@ -31,35 +31,40 @@ def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 
 
 class RunningMoments:
-    """count, mean, std (population, ddof=0), min and max of a stream of numbers, in float64."""
+    """count, mean, std (population, ddof=0), min and max of a stream of numbers, in float64.
+
+    Mean and M2 stay on the data's device (no host sync per batch); min and max are host floats
+    because the histogram needs them there anyway.
+    """
 
     def __init__(self):
         self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0  # Σ (x − mean)²
+        self._mean = self._m2 = None  # 0-dim float64 tensors; M2 = Σ (x − mean)²
         self.min = math.inf
         self.max = -math.inf
 
-    def merge(self, count: int, mean: float, m2: float, lo: float, hi: float) -> None:
-        """Fold in a batch given its own (count, mean, M2, min, max): Chan's pairwise update."""
-        if count == 0:
-            return
-        self.count, self.mean, self.m2 = chan_merge(self.count, self.mean, self.m2, count, mean, m2)
-        self.min = min(self.min, lo)
-        self.max = max(self.max, hi)
-
-    def update(self, values: torch.Tensor) -> None:
+    def update(self, values: torch.Tensor, lo: float | None = None, hi: float | None = None) -> None:
+        """Fold ``values`` in; ``lo``/``hi`` are their min and max when the caller knows them already."""
         for chunk in _chunks(values.detach().reshape(-1)):
             if chunk.numel() == 0:
                 continue
             var, mean = torch.var_mean(chunk, correction=0)  # Welford inside torch: no cancellation
-            lo, hi = torch.aminmax(chunk)
             n = chunk.numel()
-            self.merge(n, float(mean), float(var) * n, float(lo), float(hi))
+            mean, m2 = mean.double(), var.double() * n
+            if self._mean is None:
+                self.count, self._mean, self._m2 = n, mean, m2
+            else:  # Chan's pairwise merge
+                self.count, self._mean, self._m2 = chan_merge(self.count, self._mean, self._m2, n, mean, m2)
+            chunk_lo, chunk_hi = (lo, hi) if lo is not None else (float(v) for v in torch.aminmax(chunk))
+            self.min, self.max = min(self.min, chunk_lo), max(self.max, chunk_hi)
+
+    @property
+    def mean(self) -> float:
+        return float(self._mean) if self.count else math.nan
 
     @property
     def std(self) -> float:
-        return math.sqrt(self.m2 / self.count) if self.count else math.nan
+        return math.sqrt(float(self._m2) / self.count) if self.count else math.nan
 
 
 class StreamingHistogram:
@@ -67,15 +72,20 @@ class StreamingHistogram:
 
     Doubling keeps old bin edges as new edges, so counts re-bin exactly; the range starts at the
     first batch's [min, max] and at most doubles per widening, so the final bin width is at most
-    twice (max − min) / bins of everything seen.
+    twice (max − min) / bins of everything seen. Counts live on the data's device.
     """
 
     def __init__(self, bins: int = HISTOGRAM_BINS):
         if bins < 2 or bins % 2:
             raise ValueError(f"histogram bins must be an even number >= 2, got {bins}")
         self.bins = bins
-        self.counts = torch.zeros(bins, dtype=torch.float64)
+        self._counts = None
         self.lo = self.width = None  # range [lo, lo + bins·width]
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """float64 [bins], on the CPU."""
+        return torch.zeros(self.bins, dtype=torch.float64) if self._counts is None else self._counts.cpu()
 
     @property
     def hi(self) -> float:
@@ -89,26 +99,27 @@ class StreamingHistogram:
         """Double the range (towards the side that needs it) until it holds [lo, hi]."""
         half = self.bins // 2
         while lo < self.lo or hi > self.hi:
-            merged = self.counts.view(half, 2).sum(dim=1)
-            self.counts = torch.zeros_like(self.counts)
+            merged = self._counts.view(half, 2).sum(dim=1)
+            self._counts = torch.zeros_like(self._counts)
             if hi > self.hi:   # keep lo: old bins fill the lower half
-                self.counts[:half] = merged
+                self._counts[:half] = merged
             else:              # keep hi: old bins fill the upper half
-                self.counts[half:] = merged
+                self._counts[half:] = merged
                 self.lo -= self.bins * self.width
             self.width *= 2
 
-    def update(self, values: torch.Tensor) -> None:
+    def update(self, values: torch.Tensor, lo: float | None = None, hi: float | None = None) -> None:
+        """Fold ``values`` in; ``lo``/``hi`` are their min and max when the caller knows them already."""
         for chunk in _chunks(values.detach().reshape(-1)):
             if chunk.numel() == 0:
                 continue
-            lo, hi = (float(v) for v in torch.aminmax(chunk))
+            chunk_lo, chunk_hi = (lo, hi) if lo is not None else (float(v) for v in torch.aminmax(chunk))
             if self.lo is None:
-                span = hi - lo if hi > lo else max(abs(lo), 1.0) * 1e-3
-                self.lo, self.width = lo, span / self.bins * (1 + 1e-6)  # hi falls inside the last bin
-            self._widen(lo, hi)
-            counts = torch.histc(chunk, bins=self.bins, min=self.lo, max=self.hi)
-            self.counts += counts.to(device="cpu", dtype=torch.float64)
+                span = chunk_hi - chunk_lo if chunk_hi > chunk_lo else max(abs(chunk_lo), 1.0) * 1e-3
+                self.lo, self.width = chunk_lo, span / self.bins * (1 + 1e-6)  # hi falls inside the last bin
+                self._counts = torch.zeros(self.bins, dtype=torch.float64, device=chunk.device)
+            self._widen(chunk_lo, chunk_hi)
+            self._counts += torch.histc(chunk, bins=self.bins, min=self.lo, max=self.hi).double()
 
     def quantiles(self, qs, lo: float | None = None, hi: float | None = None) -> list[float]:
         """numpy-style (linear interpolation) quantiles, each within one bin width of the exact value.
@@ -117,16 +128,17 @@ class StreamingHistogram:
         x_(k) + frac·(x_(k+1) − x_(k)) is then the same interpolation of two estimates, each in its
         bin. ``lo``/``hi`` (the exact min and max) clamp the answer.
         """
-        total = float(self.counts.sum())
+        counts = self.counts
+        total = float(counts.sum())
         if total == 0:
             return [math.nan for _ in qs]
-        cumulative = torch.cumsum(self.counts, 0)
+        cumulative = torch.cumsum(counts, 0)
 
         def order_statistic(rank: float) -> float:  # rank 0-based, value of the rank-th smallest
             b = int(torch.searchsorted(cumulative, torch.tensor(rank + 0.5, dtype=torch.float64)))
             b = min(b, self.bins - 1)
             before = float(cumulative[b - 1]) if b else 0.0
-            inside = (rank + 0.5 - before) / float(self.counts[b])
+            inside = (rank + 0.5 - before) / float(counts[b])
             return self.lo + self.width * (b + inside)
 
         out = []
@@ -169,12 +181,14 @@ class ActivationStats:
         rows = max(1, CHUNK_ELEMENTS // max(flat.shape[1], 1))
         for start in range(0, flat.shape[0], rows):  # one fp32 chunk serves every statistic
             chunk = flat[start:start + rows].float()
-            self.values.update(chunk)
-            self.value_hist.update(chunk)
-            self.negative += int((chunk < 0).sum())
             norms = torch.linalg.vector_norm(chunk, dim=-1)
-            self.norms.update(norms)
-            self.norm_hist.update(norms)
+            # the one host sync per chunk: the histograms' ranges must be known before binning
+            lo, hi, norm_lo, norm_hi = torch.stack([*torch.aminmax(chunk), *torch.aminmax(norms)]).tolist()
+            self.values.update(chunk, lo, hi)
+            self.value_hist.update(chunk, lo, hi)
+            self.negative = self.negative + (chunk < 0).sum()
+            self.norms.update(norms, norm_lo, norm_hi)
+            self.norm_hist.update(norms, norm_lo, norm_hi)
 
     def norm_quantiles(self, qs) -> list[float]:
         return self.norm_hist.quantiles(qs, self.norms.min, self.norms.max)
@@ -186,6 +200,6 @@ class ActivationStats:
             "tokens": self.tokens,
             "mean": v.mean, "std": v.std, "min": v.min, "max": v.max,
             **dict(zip(QUANTILES, quantiles)),
-            "neg_frac": self.negative / v.count if v.count else math.nan,
+            "neg_frac": int(self.negative) / v.count if v.count else math.nan,
             "norm_mean": n.mean, "norm_std": n.std, "norm_max": n.max,
         }

@@ -42,9 +42,9 @@ class SAEStats:
             chunk = flat[start:start + step]
             values, indices = sae.encode_sparse(chunk)
             x_hat = sae.decode_sparse(values, indices, x=chunk).double()
-            active = values > 0  # TopK keeps k entries; a ReLU'd 0 among them is not firing
-            idx, val = indices[active], values[active].double()
-            b["fired"].index_add_(0, idx, torch.ones_like(val))
+            # no boolean indexing (a host sync): entries that are not firing have value 0 and add nothing
+            idx, val = indices.reshape(-1), values.reshape(-1).double()
+            b["fired"].index_add_(0, idx, (val > 0).double())  # a ReLU'd 0 in the top-k is not firing
             b["act_sum"].index_add_(0, idx, val)
             b["act_max"].scatter_reduce_(0, idx, val, reduce="amax")
             xd = chunk.double()
