@@ -1,6 +1,8 @@
 """The ``report`` output of Measure Activation Scale: the statistics, readable, with suggested strengths."""
 from __future__ import annotations
 
+import math
+
 from ..sae.strength_guide import ADD_FRACTION, SET_MULTIPLE, suggested_strengths, typical_active_value
 
 
@@ -24,12 +26,13 @@ def site_lines(key: str, s: dict, decoder_norm: float | None) -> list[str]:
                      f"{_g(typical_active_value(s['feature_mean']))}")
     ranges = suggested_strengths(s, decoder_norm or 1.0)
     add, set_ = ranges["add"], ranges["set"]
+    by_feature = "feature_mean" in s and not math.isnan(typical_active_value(s["feature_mean"]))
     lines.append(f"  suggested strength: add {_g(add[0])} to {_g(add[1])} "
                  f"({ADD_FRACTION[0]:g}-{ADD_FRACTION[1]:g} x token norm"
                  f"{' / decoder norm ' + _g(decoder_norm) if decoder_norm else ''}); "
                  f"set {_g(set_[0])} to {_g(set_[1])}"
-                 + (f" ({SET_MULTIPLE[0]:g}-{SET_MULTIPLE[1]:g} x feature mean)" if "fvu" in s and set_ is not add
-                    else " (as add: no SAE statistics)"))
+                 + (f" ({SET_MULTIPLE[0]:g}-{SET_MULTIPLE[1]:g} x feature mean)" if by_feature
+                    else " (as add: no feature statistics)"))
     return lines
 
 
@@ -38,7 +41,7 @@ def format_report(scale, decoder_norm: float | None = None) -> str:
     settings = scale.settings
     head = (f"Measure Activation Scale: {settings.get('steps')} steps, {settings.get('sampler_name')}/"
             f"{settings.get('scheduler')}, cfg {settings.get('cfg')}, seed {settings.get('seed')}; "
-            "image tokens of every CFG half, every step")
+            "image tokens (text-stream sites: text tokens) of both CFG halves at every step")
     lines = [head]
     for key, site in scale.sites.items():
         lines += site_lines(key, site.summary(), decoder_norm if site.sae_stats is not None else None)

@@ -17,15 +17,24 @@ ADD_FRACTION = (0.1, 1.0)     # of the mean token norm
 SET_MULTIPLE = (1.0, 4.0)     # of the typical active feature value
 
 
+def median(values: torch.Tensor) -> float:
+    """numpy's median (mean of the two middle values when their count is even); NaN when empty."""
+    if values.numel() == 0:
+        return math.nan
+    ordered = values.flatten().double().sort().values
+    n = ordered.numel()
+    return float((ordered[(n - 1) // 2] + ordered[n // 2]) / 2)
+
+
 def median_decoder_norm(sae) -> float:
     """Median L2 norm of the decoder rows (1 for unit-norm SAEs); no fp32 copy of W_dec."""
-    return float(torch.linalg.vector_norm(sae.W_dec, dim=1, dtype=torch.float32).median())
+    return median(torch.linalg.vector_norm(sae.W_dec, dim=1, dtype=torch.float32))
 
 
 def typical_active_value(feature_mean) -> float:
     """Median over features that fired of their mean activation when active; NaN when none fired."""
-    fired = [v for v in feature_mean if not math.isnan(v)]
-    return float(torch.tensor(fired, dtype=torch.float64).median()) if fired else math.nan
+    means = torch.as_tensor(feature_mean, dtype=torch.float64)
+    return median(means[~means.isnan()])
 
 
 def suggested_strengths(summary: dict, decoder_norm: float = 1.0) -> dict[str, tuple[float, float]]:

@@ -220,3 +220,26 @@ def test_auto_site_needs_an_sae(tiny_flux, tiny_cond):
     positive, negative = tiny_cond
     with pytest.raises(ValueError, match="no sae is connected"):
         measure(tiny_flux, positive, negative, site="auto")
+
+
+def test_without_negative_at_cfg_one_with_progress(tiny_flux, tiny_cond, monkeypatch):
+    """cfg 1 runs only the positive half; ComfyUI's progress bar hook hears every step."""
+    import comfy.utils
+    positive, _ = tiny_cond
+    progress = []
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None:
+                        progress.append((value, total)))
+    scale, _, _ = measure(tiny_flux, positive, None, site="double.img.out", block=0, cfg=1.0, steps=3)
+    assert scale.to_dict()["double.img.out[0]"]["tokens"] == 3 * IMG_TOKENS
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_report_suggests_strengths_by_the_readme_rule(tiny_flux, tiny_cond, sae):
+    positive, negative = tiny_cond
+    scale, report, _ = measure(tiny_flux, positive, negative, site="double.img.mlp", block=0, sae=sae, steps=1)
+    s = scale.to_dict()["double.img.mlp[0]"]
+    decoder = float(np.median(sae.W_dec.norm(dim=1).numpy()))
+    typical = float(np.median([m for m in s["feature_mean"] if not np.isnan(m)]))
+    add = (0.1 * s["norm_mean"] / decoder, s["norm_mean"] / decoder)
+    assert f"add {add[0]:.4g} to {add[1]:.4g}" in report
+    assert f"set {typical:.4g} to {4 * typical:.4g}" in report
