@@ -288,3 +288,13 @@ def test_text_length_is_read_per_forward(tiny_flux, sae):
         expected = torch.zeros(before.shape[1], dtype=torch.bool)
         expected[txt_len:txt_len + 16] = True
         assert torch.equal(changed, expected)
+
+
+def test_auto_site_comes_from_the_sae_metadata(tiny_flux, tiny_cond):
+    positive, negative = tiny_cond
+    hooked = random_sae(d_in=64, d_sae=256, k=8, seed=3, hook="single_transformer_blocks.1.attn")
+    auto = steer(tiny_flux, hooked, site="auto", block=0, features="0:3.0", mode="add")
+    explicit = steer(tiny_flux, hooked, site="single.attn", block=1, features="0:3.0", mode="add")
+    a = sample(auto, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2)
+    assert torch.equal(a, sample(explicit, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
+    assert not torch.equal(a, sample(tiny_flux, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
