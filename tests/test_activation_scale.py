@@ -119,8 +119,7 @@ def test_sae_stats_match_the_kernel(tiny_flux, tiny_cond, sae):
 
 def test_all_blocks_measures_the_sae_at_its_own_site(tiny_flux, tiny_cond):
     positive, negative = tiny_cond
-    attn_sae = random_sae(d_in=64, d_sae=128, k=4, seed=2)
-    attn_sae._hook = "single_transformer_blocks.1.attn"
+    attn_sae = random_sae(d_in=64, d_sae=128, k=4, seed=2, hook="single_transformer_blocks.1.attn")
     scale, report, _ = measure(tiny_flux, positive, negative, site=ALL_BLOCKS, sae=attn_sae, steps=1)
     data = scale.to_dict()
     assert list(data)[-1] == "single.attn[1]" and "fvu" in data["single.attn[1]"]
@@ -234,8 +233,9 @@ def test_without_negative_at_cfg_one_with_progress(tiny_flux, tiny_cond, monkeyp
     assert progress == [(1, 3), (2, 3), (3, 3)]
 
 
-def test_report_suggests_strengths_by_the_readme_rule(tiny_flux, tiny_cond, sae):
+def test_report_suggests_strengths_by_the_readme_rule(tiny_flux, tiny_cond):
     positive, negative = tiny_cond
+    sae = random_sae(d_in=64, d_sae=256, k=8, seed=4, unit_decoder=False)  # decoder norms enter the add range
     scale, report, _ = measure(tiny_flux, positive, negative, site="double.img.mlp", block=0, sae=sae, steps=1)
     s = scale.to_dict()["double.img.mlp[0]"]
     decoder = float(np.median(sae.W_dec.norm(dim=1).numpy()))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_sae_steering.sae import running_stats
+from comfyui_sae_steering.sae import SparseAutoencoder, running_stats
 from comfyui_sae_steering.sae.running_stats import ActivationStats, QUANTILES, RunningMoments, StreamingHistogram
 from comfyui_sae_steering.sae.sae_stats import SAEStats
 from sae_factory import random_sae
@@ -86,9 +86,12 @@ def test_memory_does_not_grow_with_the_stream():
     assert [stats.value_hist.counts.numel(), stats.norm_hist.counts.numel()] == sizes == [256, 256]
 
 
-@pytest.mark.parametrize("arch", ["topk", "relu"])
-def test_sae_stats_match_a_direct_computation(arch):
+@pytest.mark.parametrize("arch,normalize", [("topk", None), ("relu", None), ("topk", "layer_norm")])
+def test_sae_stats_match_a_direct_computation(arch, normalize):
     sae = random_sae(d_in=16, d_sae=48, k=4, arch=arch, seed=5, dead=(7,))
+    if normalize:  # OpenAI's layout: x̂ is de-normalised with each token's own mean and std
+        sae = SparseAutoencoder(*(sae.tensors()[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec")), arch=arch, k=4,
+                                b_pre=sae.b_pre, normalize=normalize)
     sae.chunk_tokens = 17  # several chunks per batch
     stats = SAEStats(sae.d_sae, sae.d_in)
     data = batches(5)
