@@ -17,7 +17,7 @@ from comfy_api.latest import io
 from ..sae.running_stats import ActivationStats
 from ..sae.sae_stats import SAEStats
 from ..sae.strength_guide import median_decoder_norm
-from .activation_scale import ActivationScale, SiteScale
+from .activation_scale import ActivationScale, SiteScale, site_key
 from .comfy_types import SAEScaleType, SAEType
 from .flux_sites import flux_blocks, site_from_hook
 from .flux_steer_node import AUTO_SITE, resolve_site, site_inputs
@@ -74,7 +74,7 @@ def measure(model, positive, negative, latent, site, block, steps, seed, cfg, sa
     for target in targets:
         with_sae = sae is not None and target == sae_site
         scale = SiteScale(*target, ActivationStats(), SAEStats(sae.d_sae, sae.d_in) if with_sae else None)
-        recorder = ScaleRecorder(scale.stats, sae if with_sae else None, scale.sae_stats)
+        recorder = ScaleRecorder(site_key(*target), scale.stats, sae if with_sae else None, scale.sae_stats)
         patched, _ = attach_tap(patched, TapSpec(*target), recorder, d_in=sae.d_in if with_sae else None)
         scales.append(scale)
     run_sampling(patched, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler)

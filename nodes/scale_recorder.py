@@ -10,8 +10,8 @@ from ..sae.sae_stats import SAEStats
 class ScaleRecorder:
     """Never changes the activations (returns None); keeps no tensor past the call."""
 
-    def __init__(self, stats: ActivationStats, sae=None, sae_stats: SAEStats | None = None):
-        self.stats, self.sae, self.sae_stats = stats, sae, sae_stats
+    def __init__(self, name: str, stats: ActivationStats, sae=None, sae_stats: SAEStats | None = None):
+        self.name, self.stats, self.sae, self.sae_stats = name, stats, sae, sae_stats
 
     def __deepcopy__(self, memo):  # clones of the patched model share the recorder and its SAE
         return self
@@ -22,7 +22,10 @@ class ScaleRecorder:
         return self
 
     def __call__(self, activations: torch.Tensor, event) -> None:
-        self.stats.update(activations)
+        try:
+            self.stats.update(activations)
+        except ValueError as err:
+            raise ValueError(f"Measure Activation Scale at {self.name}: {err}") from err
         if self.sae is not None:
             if self.sae.device != activations.device:
                 self.sae.to(activations.device)

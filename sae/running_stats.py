@@ -184,6 +184,9 @@ class ActivationStats:
             norms = torch.linalg.vector_norm(chunk, dim=-1)
             # the one host sync per chunk: the histograms' ranges must be known before binning
             lo, hi, norm_lo, norm_hi = torch.stack([*torch.aminmax(chunk), *torch.aminmax(norms)]).tolist()
+            if not all(map(math.isfinite, (lo, hi, norm_lo, norm_hi))):
+                raise ValueError(f"activations of shape {tuple(x.shape)} contain inf or NaN (min {lo}, max {hi}): "
+                                 "the model overflows in its compute dtype; statistics would be meaningless")
             self.values.update(chunk, lo, hi)
             self.value_hist.update(chunk, lo, hi)
             self.negative = self.negative + (chunk < 0).sum()

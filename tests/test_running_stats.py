@@ -117,3 +117,9 @@ def test_sae_stats_refuse_other_widths():
     stats = SAEStats(48, 16)
     with pytest.raises(ValueError, match="d_sae=48"):
         stats.update(random_sae(d_in=16, d_sae=32, k=4), torch.zeros(2, 16))
+
+
+def test_non_finite_activations_are_refused():
+    stats = ActivationStats(bins=64)
+    with pytest.raises(ValueError, match="inf or NaN"):
+        stats.update(torch.tensor([[1.0, float("inf")], [0.0, 2.0]]))
