@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..sae.running_stats import ActivationStats
 from ..sae.sae_stats import SAEStats
@@ -19,7 +19,7 @@ class SiteScale:
     block: int
     stats: ActivationStats
     sae_stats: SAEStats | None = None
-    _summary: dict | None = None
+    _summary: dict | None = field(default=None, init=False, repr=False)
 
     def summary(self) -> dict:
         """The statistics as plain numbers (computed once: the measurement is over)."""
@@ -38,7 +38,9 @@ class ActivationScale:
         self.settings = dict(settings or {})
 
     def to_dict(self) -> dict[str, dict]:
-        return {key: dict(site.summary()) for key, site in self.sites.items()}
+        """A fresh copy each call: callers may change it without touching the measurement."""
+        return {key: {name: list(v) if isinstance(v, list) else v for name, v in site.summary().items()}
+                for key, site in self.sites.items()}
 
     def __repr__(self):
         return f"ActivationScale({', '.join(self.sites)})"
