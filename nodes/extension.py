@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
 from .sae_loader import SAELoader
 
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
     SAEFluxSteer,
+    SAEFeatureScan,
 ]
 
 
