@@ -99,6 +99,8 @@ class FeatureStats:
         """Mean z_f per image position for ``features``: [len(features), positions] float64 (0 where unseen)."""
         self._check()
         features = torch.as_tensor(features, dtype=torch.long, device=self.sum.device)
+        if features.unique().numel() != features.numel():
+            raise ValueError(f"position_means: features must be distinct, got {features.tolist()}")
         out = torch.zeros(features.shape[0], self.positions, dtype=torch.float64, device=self.sum.device)
         if not self.positions or not self._keys:
             return out

@@ -189,8 +189,8 @@ def test_model_and_inputs_untouched_and_no_hooks_left(tiny_flux, tiny_cond):
     latent_before = LATENT["samples"].clone()
     plain = sample(tiny_flux, positive, negative, latent=LATENT["samples"], steps=2, cfg=2.0, seed=6)
     sae = random_sae(d_in=64, d_sae=256, k=8, seed=3)
-    for site, block in [("double.img.out", 0), ("double.img.attn", 1), ("single.attn", 0)]:
-        scan(tiny_flux, sae, positive, negative=negative, site=site, block=block, cfg=2.0, contrast=negative)
+    for site, block, contrast in [("double.img.out", 0, negative), ("double.img.attn", 1, None), ("single.attn", 0, None)]:
+        scan(tiny_flux, sae, positive, negative=negative, site=site, block=block, cfg=2.0, steps=1, contrast=contrast)
         assert hooks_left(diffusion_model) == []
     assert repr(tiny_flux.model_options) == options_before
     assert torch.equal(LATENT["samples"], latent_before)
