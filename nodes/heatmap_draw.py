@@ -32,13 +32,23 @@ def heatmap_values(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return up.squeeze(1).clamp(0, 1)
 
 
-def colorize(values: torch.Tensor) -> torch.Tensor:
-    """[...] values in 0..1 -> [..., 3] RGB on the ramp."""
+def _ramp_table(levels: int = 256) -> torch.Tensor:
+    """[levels, 3] colours of the ramp, sampled evenly from 0 to 1."""
     stops, colours = RAMP[:, 0].contiguous(), RAMP[:, 1:]
-    upper = torch.searchsorted(stops, values.contiguous().clamp(0, 1), right=False).clamp(1, len(stops) - 1)
+    values = torch.linspace(0, 1, levels)
+    upper = torch.searchsorted(stops, values).clamp(1, len(stops) - 1)
     lo, hi = stops[upper - 1], stops[upper]
     t = ((values - lo) / (hi - lo)).unsqueeze(-1)
     return colours[upper - 1] * (1 - t) + colours[upper] * t
+
+
+RAMP_TABLE = _ramp_table()
+
+
+def colorize(values: torch.Tensor) -> torch.Tensor:
+    """[...] values in 0..1 -> [..., 3] RGB on the ramp (a 256-level lookup: cheap on big images)."""
+    levels = RAMP_TABLE.shape[0] - 1
+    return RAMP_TABLE[(values.clamp(0, 1) * levels).round().long()]
 
 
 def _label(image: torch.Tensor, text: str) -> torch.Tensor:

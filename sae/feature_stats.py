@@ -48,9 +48,9 @@ class FeatureStats:
             return
         v = values.to(torch.float64).flatten()
         i = indices.flatten()
-        active = v > 0  # TopK values after ReLU may be 0: listed, not firing
+        # no boolean-mask indexing here: it synchronises and is slow on busy CPUs; zeros add nothing
         self.sum.index_add_(0, i, v)
-        self.fired.index_add_(0, i[active], torch.ones_like(i[active]))
+        self.fired.index_add_(0, i, (v > 0).long())  # TopK values after ReLU may be 0: listed, not firing
         self.max.scatter_reduce_(0, i, v, reduce="amax")
         if positions is not None and self.positions:
             self._add_positions(values, indices, positions)
@@ -59,16 +59,16 @@ class FeatureStats:
         positions = positions.to(values.device).long()
         if positions.shape != values.shape[:1]:
             raise ValueError(f"positions has shape {tuple(positions.shape)}, expected [{values.shape[0]}]")
-        on_grid = positions >= 0
-        if bool((positions >= self.positions).any()):
+        if int(positions.max()) >= self.positions:
             raise ValueError(f"an image position is out of range: the grid has {self.positions} positions")
-        self.position_count.index_add_(0, positions[on_grid], torch.ones_like(positions[on_grid]))
-        v = values[on_grid].to(torch.float64)
-        keys = positions[on_grid].unsqueeze(-1) * self.d_sae + indices[on_grid]
-        active = v > 0
-        self._keys.append(keys[active])
-        self._vals.append(v[active])
-        self._pending += int(active.sum())
+        on_grid = positions >= 0
+        self.position_count.index_add_(0, positions.clamp_min(0), on_grid.long())
+        # key = position * d_sae + feature; -1 marks pairs that carry nothing (off the grid or not firing)
+        keys = positions.unsqueeze(-1) * self.d_sae + indices
+        keys = torch.where(on_grid.unsqueeze(-1) & (values > 0), keys, torch.full_like(keys, -1))
+        self._keys.append(keys.flatten())
+        self._vals.append(values.to(torch.float64).flatten())
+        self._pending += keys.numel()
         if self._pending >= MERGE_PAIRS:
             self._merge()
 
@@ -106,6 +106,8 @@ class FeatureStats:
             return out
         self._merge()
         keys, vals = self._keys[0], self._vals[0]
+        real = keys >= 0
+        keys, vals = keys[real], vals[real]
         feature_of, position_of = keys % self.d_sae, keys // self.d_sae
         # row of each wanted feature (-1 = not wanted), then a single scatter into [m, positions]
         row_of = torch.full((self.d_sae,), -1, dtype=torch.long, device=keys.device)

@@ -209,3 +209,15 @@ def test_wrong_width_sae_is_refused_with_sizes(tiny_flux, tiny_cond):
     positive, _ = tiny_cond
     with pytest.raises(ValueError, match="32-d.*hidden size is 64"):
         scan(tiny_flux, random_sae(d_in=32, d_sae=64, k=4), positive)
+
+
+def test_schema_inputs_and_outputs_are_the_contract():
+    schema = SAEFeatureScan.define_schema()
+    assert schema.node_id == "SAEFeatureScan" and schema.display_name == "SAE Feature Scan"
+    assert [i.id for i in schema.inputs] == [
+        "model", "sae", "positive", "negative", "latent", "site", "block", "tokens", "steps", "seed", "cfg",
+        "sampler_name", "scheduler", "top_n", "contrast", "image"]
+    optional = {i.id for i in schema.inputs if i.optional}
+    assert optional == {"negative", "contrast", "image"}
+    assert [o.io_type for o in schema.outputs] == ["STRING", "IMAGE", "SAE_SCAN"]
+    assert [i.default for i in schema.inputs if i.id == "top_n"] == [16]
