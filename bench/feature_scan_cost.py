@@ -35,14 +35,17 @@ def setup(gpu: bool):
     spec.loader.exec_module(module)
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: loading, allocation, kernel selection
-    times = []
+def interleaved_medians(runs: dict, repeats: int) -> dict:
+    """Median seconds of each run, timed in rotation so that a busy machine's drift hits all alike."""
+    for fn in runs.values():
+        fn()  # warm-up: loading, allocation, kernel selection
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -65,7 +68,9 @@ def main():
     import comfy.model_management
     from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
     from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
-    from comfyui_sae_steering.sae import SparseAutoencoder
+    from comfyui_sae_steering.nodes.site_tap import TapSpec, attach_tap
+    from comfyui_sae_steering.nodes.steer_patch import SteerCallback
+    from comfyui_sae_steering.sae import Edit, SparseAutoencoder
 
     head_dim = opts.hidden // opts.heads
     axes = [head_dim - 2 * (head_dim * 3 // 8), head_dim * 3 // 8, head_dim * 3 // 8]
@@ -88,19 +93,21 @@ def main():
         if opts.gpu:
             torch.cuda.synchronize()
 
-    plain = median_seconds(lambda: (sample(model, positive, latent=latent, steps=opts.steps, cfg=1.0), sync()),
-                           opts.repeats)
-    scan = median_seconds(lambda: (SAEFeatureScan.execute(model=model, sae=sae, positive=positive, **common), sync()),
-                          opts.repeats)
-    both = median_seconds(lambda: (SAEFeatureScan.execute(model=model, sae=sae, positive=positive, contrast=contrast,
-                                                           **common), sync()), opts.repeats)
+    steered, _ = attach_tap(model, TapSpec(opts.site, 0), SteerCallback(sae, [Edit(0, "add", 1.0, True)]),
+                            d_in=sae.d_in)
+    medians = interleaved_medians({
+        "plain sampling": lambda: (sample(model, positive, latent=latent, steps=opts.steps, cfg=1.0), sync()),
+        "steered sampling": lambda: (sample(steered, positive, latent=latent, steps=opts.steps, cfg=1.0), sync()),
+        "scan": lambda: (SAEFeatureScan.execute(model=model, sae=sae, positive=positive, **common), sync()),
+        "scan with contrast": lambda: (SAEFeatureScan.execute(model=model, sae=sae, positive=positive,
+                                                              contrast=contrast, **common), sync()),
+    }, opts.repeats)
     tokens = (opts.size // 16) ** 2
     print(f"FLUX-architecture hidden {d}, {opts.depth}+{opts.depth} blocks, {tokens} image tokens, {opts.steps} steps; "
           f"SAE {d}->{n} k={opts.k} at {opts.site}; median of {opts.repeats} ({'GPU' if opts.gpu else 'CPU'})")
-    print(f"plain sampling        {plain:8.3f} s")
-    print(f"scan                  {scan:8.3f} s   x{scan / plain:.2f}")
-    print(f"scan with contrast    {both:8.3f} s   x{both / plain:.2f}")
-
+    plain = medians["plain sampling"]
+    for name, seconds in medians.items():
+        print(f"{name:20s} {seconds:8.3f} s   x{seconds / plain:.2f}")
 
 if __name__ == "__main__":
     main()
