@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 from ..sae.feature_stats import FeatureStats
+from .sae_callback import SAECallback
 
 
-class ScanRecorder:
+class ScanRecorder(SAECallback):
     """Encodes what the tap hands over and accumulates it; returns None, so nothing is changed.
 
     Holds the SAE by reference (clones share it) and follows the model to its device. The grid
@@ -14,22 +15,13 @@ class ScanRecorder:
     """
 
     def __init__(self, sae):
-        self.sae = sae
+        super().__init__(sae)
         self.stats: FeatureStats | None = None
         self.grid: tuple[int, int] | None = None
         self.forwards = 0
 
-    def __deepcopy__(self, memo):
-        return self
-
-    def to(self, device):
-        if not isinstance(device, torch.dtype):  # the model's dtype (maybe fp8) is not the SAE's
-            self.sae.to(device)
-        return self
-
     def __call__(self, activations: torch.Tensor, event) -> None:
-        if self.sae.device != activations.device:
-            self.sae.to(activations.device)
+        self.follow(activations)
         if self.grid is None:
             self.grid = tuple(event.grid)
             self.stats = FeatureStats(self.sae.d_sae, positions=self.grid[0] * self.grid[1])
