@@ -10,6 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import comfy.utils
+
 from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample, tiny_conditioning
 from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
 from comfyui_sae_steering.sae import SparseAutoencoder
@@ -146,7 +148,13 @@ def test_contrast_ranks_positive_only_feature_above_shared_one(tiny_flux):
 
     _, _, plain = scan(tiny_flux, sae, positive, steps=1)
     assert plain.features[:2] == [shared, only_positive]
-    text, heatmaps, contrasted = scan(tiny_flux, sae, positive, steps=1, contrast=contrast, top_n=D_SAE)
+    progress = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: progress.append((value, total)))
+    try:
+        text, heatmaps, contrasted = scan(tiny_flux, sae, positive, steps=1, contrast=contrast, top_n=D_SAE)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert progress == [(1, 2), (2, 2)]  # one step of each sampling
     assert contrasted.features[0] == only_positive
     assert contrasted.features.index(only_positive) < contrasted.features.index(shared)
     assert contrasted.difference[contrasted.features.index(shared)] == 0.0
