@@ -7,12 +7,15 @@ gain, so it fires at exactly those tokens. The other features are random and muc
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 import comfy.utils
 
 from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample, tiny_conditioning
+from comfyui_sae_steering.nodes.extension import NODES
 from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
 from comfyui_sae_steering.sae import SparseAutoencoder
 from flux_capture import Capture, hooks_left
@@ -131,7 +134,9 @@ def test_numbers_equal_a_dense_computation_over_captured_activations(tiny_flux, 
             assert float(shown) == pytest.approx(float(true[order[r]]), rel=1e-4, abs=1e-4)
     expected_line = ", ".join(str(int(f)) for f in order if mean[f] > 0)
     assert text.splitlines()[-1] == f"features: {expected_line}" == f"features: {result.steer_line()}"
-    assert result.to_dict()["features"] == order.tolist()
+    as_dict = json.loads(json.dumps(result.to_dict()))  # plain, JSON-ready numbers
+    assert as_dict["features"] == order.tolist() and as_dict["token_count"] == 2 * IMAGE_TOKENS
+    assert as_dict["maps"] == result.maps.tolist() and as_dict["site"] == "double.img.out"
 
 
 def test_contrast_ranks_positive_only_feature_above_shared_one(tiny_flux):
@@ -229,3 +234,4 @@ def test_schema_inputs_and_outputs_are_the_contract():
     assert optional == {"negative", "contrast", "image"}
     assert [o.io_type for o in schema.outputs] == ["STRING", "IMAGE", "SAE_SCAN"]
     assert [i.default for i in schema.inputs if i.id == "top_n"] == [16]
+    assert SAEFeatureScan in NODES
