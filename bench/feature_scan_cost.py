@@ -36,16 +36,18 @@ def setup(gpu: bool):
 
 
 def interleaved_medians(runs: dict, repeats: int) -> dict:
-    """Median seconds of each run, timed in rotation so that a busy machine's drift hits all alike."""
+    """(wall, process CPU) median seconds of each run, timed in rotation so that a busy machine's
+    drift hits all alike; CPU time is the steadier measure where other processes share the cores."""
     for fn in runs.values():
         fn()  # warm-up: loading, allocation, kernel selection
-    times = {name: [] for name in runs}
+    times = {name: ([], []) for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            times[name][0].append(time.perf_counter() - wall)
+            times[name][1].append(time.process_time() - cpu)
+    return {name: (statistics.median(w), statistics.median(c)) for name, (w, c) in times.items()}
 
 
 def main():
@@ -105,9 +107,10 @@ def main():
     tokens = (opts.size // 16) ** 2
     print(f"FLUX-architecture hidden {d}, {opts.depth}+{opts.depth} blocks, {tokens} image tokens, {opts.steps} steps; "
           f"SAE {d}->{n} k={opts.k} at {opts.site}; median of {opts.repeats} ({'GPU' if opts.gpu else 'CPU'})")
-    plain = medians["plain sampling"]
-    for name, seconds in medians.items():
-        print(f"{name:20s} {seconds:8.3f} s   x{seconds / plain:.2f}")
+    plain_wall, plain_cpu = medians["plain sampling"]
+    print(f"{'':20s} {'wall s':>8s} {'ratio':>6s}   {'CPU s':>8s} {'ratio':>6s}")
+    for name, (wall, cpu) in medians.items():
+        print(f"{name:20s} {wall:8.3f} {wall / plain_wall:6.2f}   {cpu:8.3f} {cpu / plain_cpu:6.2f}")
 
 if __name__ == "__main__":
     main()
