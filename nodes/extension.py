@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .activation_scale_node import SAEActivationScale
 from .clip_vision_edit import SAEClipVisionEdit
 from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
@@ -13,6 +14,7 @@ from .sae_loader import SAELoader
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
     SAEFluxSteer,
+    SAEActivationScale,
     SAEConditioningEdit,
     SAEClipVisionEdit,
     SAEEmbeddingFeatures,
