@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
-import comfy.sample
 import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
@@ -24,21 +21,11 @@ from .flux_steer_node import resolve_site, site_inputs
 from .heatmap_draw import draw_heatmaps
 from .scan_recorder import ScanRecorder
 from .site_tap import TapSpec, attach_tap
+from .tap_sampling import run_sampling
 
 VAE_SCALE = 8  # FLUX's VAE: one latent pixel = 8x8 image pixels
 
 log = logging.getLogger(__name__)
-
-
-def zeroed(conditioning):
-    """What ConditioningZeroOut gives: the negative FLUX workflows use when there is none."""
-    out = []
-    for cond, extra in conditioning:
-        extra = dict(extra)
-        if extra.get("pooled_output") is not None:
-            extra["pooled_output"] = torch.zeros_like(extra["pooled_output"])
-        out.append([torch.zeros_like(cond), extra])
-    return out
 
 
 def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, seed, cfg, sampler_name,
@@ -46,15 +33,7 @@ def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, s
     """One real sampling with a recording tap on a clone; returns the filled recorder."""
     recorder = ScanRecorder(sae)
     patched, _ = attach_tap(model, spec, recorder, d_in=sae.d_in)
-    samples = comfy.sample.fix_empty_latent_channels(patched, latent["samples"])
-    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-
-    def step_done(step, _x0, _x, _total):
-        progress.update_absolute(done + step + 1)
-
-    comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
-                        denoise=1.0, noise_mask=latent.get("noise_mask"), callback=step_done,
-                        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    run_sampling(patched, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler, progress, done)
     if recorder.stats is None or recorder.stats.tokens == 0:
         raise ValueError(f"the scan recorded nothing at site {spec.site} block {spec.block} (tokens={spec.tokens}): "
                          "the site never ran with a positive prompt")
@@ -74,15 +53,15 @@ class SAEFeatureScan(io.ComfyNode):
                 SAEType.Input("sae"),
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative", optional=True,
-                                      tooltip="Only used at cfg > 1; zeroed positive when absent. Never recorded."),
+                                      tooltip="Only used at cfg > 1 (the positive serves when absent). Never recorded."),
                 io.Latent.Input("latent"),
                 *site_inputs(),
                 io.Int.Input("steps", default=8, min=1, max=10000,
                              tooltip="Every step is recorded; a few steps are enough to find features."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple"),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
                 io.Int.Input("top_n", default=16, min=1, max=4096),
                 io.Conditioning.Input("contrast", optional=True,
                                       tooltip="Rank by how much more features fire for positive than for this prompt "
@@ -101,7 +80,6 @@ class SAEFeatureScan(io.ComfyNode):
                 scheduler, top_n, negative=None, contrast=None, image=None) -> io.NodeOutput:
         site, block = resolve_site(site, block, sae)
         spec = TapSpec(site, block, tokens, apply_to="positive")
-        negative = zeroed(positive) if negative is None else negative
         runs = 1 if contrast is None else 2
         progress = comfy.utils.ProgressBar(steps * runs)
         args = (latent, steps, seed, cfg, sampler_name, scheduler, progress)
