@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench_scale import TapClock, bootstrap, interleaved
+from bench_scale import TapClock, bootstrap, interleaved, print_results
 
 
 def main():
@@ -54,6 +54,8 @@ def main():
                   scheduler="simple", top_n=16, latent={"samples": latent})
     steered, _ = attach_tap(model, TapSpec(opts.site, 0), SteerCallback(sae, [Edit(0, "add", 1.0, True)]),
                             d_in=sae.d_in)
+    import comfy.utils
+    comfy.utils.PROGRESS_BAR_ENABLED = False  # the plain runs have no bar either
     clock = TapClock()
     clock.install(ScanRecorder)
     clock.install(SteerCallback)
@@ -67,10 +69,7 @@ def main():
     tokens = (opts.size // 16) ** 2
     print(f"FLUX-architecture hidden {d}, {opts.depth}+{opts.depth} blocks, {tokens} image tokens, {opts.steps} steps; "
           f"SAE {d}->{n} k={opts.k} at {opts.site}; medians of {opts.repeats} (CPU)")
-    plain = medians["plain sampling"][0]
-    print(f"{'':20s} {'wall s':>8s} {'ratio':>6s}   {'in taps s':>9s}")
-    for name, (wall, tap) in medians.items():
-        print(f"{name:20s} {wall:8.3f} {wall / plain:6.2f}   {tap:9.4f}")
+    print_results(medians, width=20)
 
 
 if __name__ == "__main__":
