@@ -12,6 +12,8 @@ The maths runs in fp32 (fp64 for fp64 weights) whatever the input's dtype; resul
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -20,8 +22,10 @@ from .deltas import EditPlan, feature_deltas, plan_edits
 ARCHS = ("topk", "relu", "jumprelu")
 NORMALIZATIONS = (None, "layer_norm")
 LAYER_NORM_EPS = 1e-5  # OpenAI's and SAELens's LN(x, eps=1e-5): x_n = (x − μ) / (σ + eps)
-# Tokens per chunk are chosen so that a [chunk, d_sae] fp32 temporary stays near this many elements.
-CHUNK_ELEMENTS = 1 << 22
+# Tokens per chunk are chosen so that a [chunk, d_sae] temporary stays near this many elements
+# (64 MB / 128 MB of fp32): each chunk streams the whole encoder once, so chunks much smaller than
+# this make the encoder matmul measurably slower than one unchunked matmul (20 % at 256 tokens).
+CHUNK_ELEMENTS = {"cpu": 1 << 24, "other": 1 << 25}
 
 
 class SparseAutoencoder:
@@ -29,7 +33,8 @@ class SparseAutoencoder:
 
     W_enc [d_sae, d_in] (row f encodes feature f), b_enc [d_sae], W_dec [d_sae, d_in] (row f = d_f,
     the direction feature f writes), b_dec [d_in], b_pre [d_in] or None, threshold [d_sae] (jumprelu).
-    Weights keep their dtype; ``chunk_tokens`` (settable) bounds the working set of every method.
+    Weights keep their dtype (fp16/bf16 weights are cast to fp32 per call, never stored twice).
+    ``chunk_tokens`` (None = automatic from d_sae and the device; settable) bounds the working set.
     """
 
     def __init__(self, W_enc, b_enc, W_dec, b_dec, *, arch="topk", k=None, b_pre=None, threshold=None,
@@ -67,7 +72,7 @@ class SparseAutoencoder:
         self.normalize = normalize
         self._arch, self._k = arch, k
         self._hook, self._source = hook, source
-        self.chunk_tokens = max(16, CHUNK_ELEMENTS // d_sae)
+        self.chunk_tokens = None
 
     # ---- description -------------------------------------------------------------------------
     d_in = property(lambda self: self.W_enc.shape[1], doc="width of the activations the SAE reads")
@@ -119,97 +124,133 @@ class SparseAutoencoder:
         return x.reshape(-1, self.d_in)
 
     def _chunks(self, n: int):
-        step = max(1, int(self.chunk_tokens))
+        step = self.chunk_tokens
+        if step is None:
+            budget = CHUNK_ELEMENTS["cpu" if self.device.type == "cpu" else "other"]
+            step = max(16, budget // self.d_sae)
+        step = max(1, int(step))
         for start in range(0, n, step):
             yield start, min(n, start + step)
 
-    def _normalise(self, xc: torch.Tensor):
-        """x (maths dtype) -> (centred encoder input, σ or None, μ or None)."""
+    def _normalise(self, xm: torch.Tensor):
+        """x (maths dtype) -> (encoder input, σ or None, μ or None): layer norm, then minus b_pre."""
         mu = std = None
         if self.normalize == "layer_norm":
-            mu = xc.mean(dim=-1, keepdim=True)
-            xc = xc - mu
-            std = xc.std(dim=-1, keepdim=True)
-            xc = xc / (std + LAYER_NORM_EPS)
+            mu = xm.mean(dim=-1, keepdim=True)
+            xm = xm - mu
+            std = xm.std(dim=-1, keepdim=True)
+            xm = xm / (std + LAYER_NORM_EPS)
         if self.b_pre is not None:
-            xc = xc - self._w(self.b_pre)
-        return xc, std, mu
+            xm = xm - self._w(self.b_pre)
+        return xm, std, mu
 
     def _activate(self, pre: torch.Tensor, threshold=None) -> torch.Tensor:
-        """ReLU / JumpReLU on pre-activations (TopK is handled where the top-k is taken)."""
+        """ReLU / JumpReLU on pre-activations (TopK is handled by ``_topk``)."""
         if self.arch == "jumprelu":
             return torch.where(pre > threshold, pre.clamp_min(0), torch.zeros_like(pre))
         return pre.clamp_min(0)
 
     def _topk(self, pre: torch.Tensor):
-        """(values, indices) of the k largest pre-activations, values through ReLU (OpenAI/SAELens order;
-        the same z as TopK(ReLU(pre)))."""
+        """(values, indices) of the k largest pre-activations, values through ReLU: the same z as
+        TopK(ReLU(pre)) (finebooru, sparsify) and as ReLU(TopK(pre)) (OpenAI, SAELens)."""
         values, indices = pre.topk(self.k, dim=-1, sorted=False)
         return values.clamp_min(0), indices
+
+    def _encode_chunk(self, xn: torch.Tensor, W):
+        """Full encoder on a chunk: (values, indices) for TopK, dense z otherwise. ``W`` = _Weights."""
+        pre = torch.addmm(W.b_enc, xn, W.W_enc.T)
+        return self._topk(pre) if self.arch == "topk" else self._activate(pre, W.threshold)
+
+    def _pick(self, code, idx):
+        """z for features ``idx`` [m] out of a chunk's code (sparse TopK pair or dense z)."""
+        if self.arch == "topk":
+            values, indices = code
+            return (values.unsqueeze(-1) * (indices.unsqueeze(-1) == idx)).sum(dim=1)
+        return code[:, idx]
+
+    def _feature_z(self, xn: torch.Tensor, idx, W, rows):
+        """z for features ``idx`` on a chunk. TopK needs the full encoder (membership); ReLU and JumpReLU
+        read only those features' encoder rows (``rows`` = _Rows)."""
+        if self.arch == "topk":
+            return self._pick(self._encode_chunk(xn, W), idx)
+        return self._activate(torch.addmm(rows.b_enc, xn, rows.W_enc.T), rows.threshold)
+
+    def _decode_code(self, code, W):
+        """Decoder output (before de-normalisation) of a chunk's code; TopK decodes from its k rows."""
+        if self.arch == "topk":
+            values, indices = code
+            if W.W_dec.is_contiguous():
+                return F.embedding_bag(indices, W.W_dec, per_sample_weights=values, mode="sum") + W.b_dec
+            code = self._dense(values, indices, values.shape[0])
+        return torch.addmm(W.b_dec, code, W.W_dec)
 
     def _dense(self, values, indices, n):
         return torch.zeros(n, self.d_sae, dtype=values.dtype, device=values.device).scatter_(-1, indices, values)
 
-    def _feature_z(self, xn: torch.Tensor, features: torch.Tensor, W_enc, b_enc, enc_rows, thr_rows):
-        """z for ``features`` on a chunk: TopK needs the full pre-activation (membership); ReLU and
-        JumpReLU need only the chosen features' encoder rows."""
-        if self.arch == "topk":
-            values, indices = self._topk(torch.addmm(b_enc, xn, W_enc.T))
-            hit = indices.unsqueeze(-1) == features  # [n, k, m]
-            return (values.unsqueeze(-1) * hit).sum(dim=1)
-        return self._activate(torch.addmm(b_enc[features], xn, enc_rows.T), thr_rows)
+    def _weights(self):
+        return _Weights(self._w(self.W_enc), self._w(self.b_enc), self._w(self.W_dec), self._w(self.b_dec),
+                        self._w(self.threshold))
+
+    def _rows(self, idx):
+        """The chosen features' encoder and decoder rows (a few KB), in the maths dtype."""
+        thr = None if self.threshold is None else self._w(self.threshold[idx])
+        W_enc = None if self.arch == "topk" else self._w(self.W_enc[idx])
+        return _Rows(W_enc, self._w(self.b_enc[idx]), self._w(self.W_dec[idx]), thr)
+
+    def _features(self, features) -> torch.Tensor:
+        features = [int(f) for f in features]
+        for f in features:
+            if not 0 <= f < self.d_sae:
+                raise ValueError(f"feature {f} is out of range for this SAE, which has {self.d_sae} features "
+                                 f"(valid: 0..{self.d_sae - 1})")
+        return torch.tensor(features, dtype=torch.long, device=self.device)
 
     # ---- public maths ------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense features z [..., d_sae] in the maths dtype (fp32 for fp16/bf16/fp32 weights), chunked."""
+        """Dense features z [..., d_sae] in the maths dtype (fp32 unless the weights are fp64), chunked."""
         flat = self._flat(x)
-        W_enc, b_enc, thr = self._w(self.W_enc), self._w(self.b_enc), self._w(self.threshold)
+        W = self._weights()
         out = torch.empty(flat.shape[0], self.d_sae, dtype=self._math_dtype, device=flat.device)
         for s, e in self._chunks(flat.shape[0]):
-            xn, _, _ = self._normalise(flat[s:e].to(self._math_dtype))
-            pre = torch.addmm(b_enc, xn, W_enc.T)
-            out[s:e] = self._dense(*self._topk(pre), e - s) if self.arch == "topk" else self._activate(pre, thr)
+            code = self._encode_chunk(self._normalise(flat[s:e].to(self._math_dtype))[0], W)
+            out[s:e] = self._dense(*code, e - s) if self.arch == "topk" else code
         return out.reshape(*x.shape[:-1], self.d_sae)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, *, x: torch.Tensor | None = None) -> torch.Tensor:
-        """x_hat [..., d_in] from dense z [..., d_sae] (maths dtype). For layer-norm SAEs pass the input
-        ``x`` whose μ and σ de-normalise the output; without it the output stays normalised."""
-        if z.shape[-1] != self.d_sae:
-            raise ValueError(f"decode input has shape {tuple(z.shape)}: its last dimension must be d_sae={self.d_sae}")
+        """x_hat [..., d_in] (maths dtype) from dense z [..., d_sae]. Layer-norm SAEs (OpenAI) de-normalise
+        with the μ and σ of the input ``x`` the features came from; without ``x`` their output stays in
+        the normalised space."""
+        if not isinstance(z, torch.Tensor) or z.dim() == 0 or z.shape[-1] != self.d_sae:
+            raise ValueError(f"decode input has shape {tuple(getattr(z, 'shape', ()))}: its last dimension "
+                             f"must be d_sae={self.d_sae}")
         zf = z.reshape(-1, self.d_sae).to(self._math_dtype)
         out = torch.addmm(self._w(self.b_dec), zf, self._w(self.W_dec))
         if self.normalize == "layer_norm" and x is not None:
-            xf = self._flat(x).to(self._math_dtype)
-            mu = xf.mean(dim=-1, keepdim=True)
-            out = out * (xf - mu).std(dim=-1, keepdim=True) + mu
+            _, std, mu = self._normalise(self._flat(x).to(self._math_dtype))
+            out = out * std + mu
         return out.reshape(*z.shape[:-1], self.d_in)
 
     @torch.no_grad()
     def encode_sparse(self, x: torch.Tensor):
         """Active features per token as (values [..., m], indices [..., m]), chunked.
 
-        TopK: m = k (the top-k, values after ReLU, so a value may be 0). ReLU/JumpReLU: m = the largest
-        number of active features on any token, shorter rows padded with value 0 (index 0). Values are
-        in the maths dtype, indices int64; never more than a [chunk, d_sae] temporary at once.
+        TopK: m = k, the top-k entries (values after ReLU, so a kept value may be 0). ReLU/JumpReLU:
+        m = the largest number of active features on any token; each row lists its active features first,
+        then padding entries of value 0 (whose index names some inactive feature). Values are in the maths
+        dtype, indices int64; a [chunk, d_sae] temporary is the largest ever made.
         """
         flat = self._flat(x)
-        W_enc, b_enc, thr = self._w(self.W_enc), self._w(self.b_enc), self._w(self.threshold)
+        W = self._weights()
         parts = []
         for s, e in self._chunks(flat.shape[0]):
-            xn, _, _ = self._normalise(flat[s:e].to(self._math_dtype))
-            pre = torch.addmm(b_enc, xn, W_enc.T)
-            if self.arch == "topk":
-                parts.append(self._topk(pre))
-            else:
-                z = self._activate(pre, thr)
-                m = int((z > 0).sum(dim=-1).max()) if z.numel() else 0
-                parts.append(z.topk(m, dim=-1))
-        if self.arch == "topk":
-            m = self.k
-        else:
-            m = max((p[0].shape[-1] for p in parts), default=0)
+            code = self._encode_chunk(self._normalise(flat[s:e].to(self._math_dtype))[0], W)
+            if self.arch != "topk":
+                width = int((code > 0).sum(dim=-1).max()) if code.numel() else 0
+                code = tuple(code.topk(width, dim=-1))
+            parts.append(code)
+        m = self.k if self.arch == "topk" else max((v.shape[-1] for v, _ in parts), default=0)
         values = torch.zeros(flat.shape[0], m, dtype=self._math_dtype, device=flat.device)
         indices = torch.zeros(flat.shape[0], m, dtype=torch.long, device=flat.device)
         start = 0
@@ -217,110 +258,100 @@ class SparseAutoencoder:
             values[start:start + v.shape[0], :v.shape[1]] = v
             indices[start:start + v.shape[0], :v.shape[1]] = i
             start += v.shape[0]
-        lead = x.shape[:-1]
-        return values.reshape(*lead, m), indices.reshape(*lead, m)
+        return values.reshape(*x.shape[:-1], m), indices.reshape(*x.shape[:-1], m)
 
     @torch.no_grad()
     def feature_values(self, x: torch.Tensor, features) -> torch.Tensor:
-        """Exact z_f [..., len(features)] for the chosen features (0 where inactive or outside the top-k).
-
-        ReLU/JumpReLU read only those features' encoder rows; TopK needs the full encoder (membership).
-        """
-        plan = plan_edits(_as_edits(features), self.d_sae)
+        """Exact z_f [..., len(features)] (maths dtype) for the chosen features: 0 where a feature is
+        inactive (or, for TopK, outside the top-k). ReLU/JumpReLU read only those features' encoder rows;
+        TopK needs the full encoder for membership. Chunked."""
         flat = self._flat(x)
-        idx = torch.tensor([int(f) for f in features], dtype=torch.long, device=flat.device)
+        idx = self._features(features)
+        W, rows = (self._weights() if self.arch == "topk" else None), self._rows(idx)
         out = torch.empty(flat.shape[0], len(idx), dtype=self._math_dtype, device=flat.device)
-        del plan
-        args = self._feature_args(idx)
         for s, e in self._chunks(flat.shape[0]):
-            xn, _, _ = self._normalise(flat[s:e].to(self._math_dtype))
-            out[s:e] = self._feature_z(xn, idx, *args)
+            out[s:e] = self._feature_z(self._normalise(flat[s:e].to(self._math_dtype))[0], idx, W, rows)
         return out.reshape(*x.shape[:-1], len(idx))
-
-    def _feature_args(self, idx):
-        if self.arch == "topk":
-            return self._w(self.W_enc), self._w(self.b_enc), None, None
-        thr = self._w(self.threshold)
-        return (None, self._w(self.b_enc), self._w(self.W_enc[idx]), None if thr is None else thr[idx])
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """decode(encode(x)) chunked, de-normalised, in x's dtype; TopK decodes sparsely."""
+        """decode(encode(x)), de-normalised, in x's dtype; chunked, TopK decoded from its k rows."""
+        return self._reconstruct(x, None)
+
+    def _reconstruct(self, x, plan):
+        """decode(z + Δz) per chunk, Δz from ``plan`` (or none)."""
         flat = self._flat(x)
+        W = self._weights()
+        idx = self._features(plan.features) if plan else None
+        dec_rows = self._w(self.W_dec[idx]) if plan else None
         out = torch.empty_like(flat)
         for s, e in self._chunks(flat.shape[0]):
-            xm = flat[s:e].to(self._math_dtype)
-            out[s:e] = self._reconstruct_chunk(xm, None).to(x.dtype)
+            xn, std, mu = self._normalise(flat[s:e].to(self._math_dtype))
+            code = self._encode_chunk(xn, W)
+            y = self._decode_code(code, W)
+            if plan:
+                y = y + feature_deltas(plan, self._pick(code, idx)) @ dec_rows
+            if std is not None:
+                y = y * std + mu
+            out[s:e] = y.to(x.dtype)
         return out.reshape(x.shape)
-
-    def _reconstruct_chunk(self, xm, extra):
-        """decode(encode(xm) + extra) for one chunk; ``extra`` = (Δz [n, m], decoder rows [m, d_in]) or None."""
-        xn, std, mu = self._normalise(xm)
-        W_enc, b_enc = self._w(self.W_enc), self._w(self.b_enc)
-        W_dec, b_dec = self._w(self.W_dec), self._w(self.b_dec)
-        pre = torch.addmm(b_enc, xn, W_enc.T)
-        if self.arch == "topk":
-            values, indices = self._topk(pre)
-            out = F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum") + b_dec
-        else:
-            out = torch.addmm(b_dec, self._activate(pre, self._w(self.threshold)), W_dec)
-        if extra is not None:
-            out = out + extra[0] @ extra[1]
-        if std is not None:
-            out = out * std + mu
-        return out
 
     @torch.no_grad()
     def steer(self, x: torch.Tensor, edits, keep_error: bool = True) -> torch.Tensor:
-        """Apply ``edits`` (list of ``Edit``) to x's features; the result has x's shape, dtype and device.
+        """Apply ``edits`` (a list of ``Edit``) to x's features; the result has x's shape, dtype and device.
 
-        keep_error=True: y = x + Σ_f Δz_f · d_f (· σ for layer-norm SAEs) = decode(z′) + x − decode(z),
-        where only the edited features' decoder rows are used and plain ``add`` needs no encode; with no
-        edits or an all-zero Δz, y equals x bit for bit. keep_error=False: y = decode(z + Δz).
-        Work goes in token chunks: a [chunk, d_sae] temporary is the largest ever made.
+        keep_error=True: y = x + Σ_f Δz_f · d_f (· σ per token for layer-norm SAEs) = decode(z′) + x − decode(z),
+        computed from the edited features' decoder rows only; plain ``add`` needs no encode, ReLU/JumpReLU
+        membership reads only the edited features' encoder rows. No edits, or an all-zero Δz, give x bit
+        for bit. keep_error=False: y = decode(z + Δz), the SAE's reconstruction replaces x.
+        Token chunks keep the working set bounded: [chunk, d_sae] is the largest temporary.
         """
         flat = self._flat(x)
         plan = plan_edits(edits, self.d_sae)
-        if keep_error and not plan.edits:
+        if not keep_error:
+            return self._reconstruct(x, plan if plan.edits else None)
+        if not plan.edits:
             return x.clone()
+        idx = self._features(plan.features)
+        rows = self._rows(idx)
+        if not plan.needs_encode:
+            return self._steer_add(flat, plan, rows.W_dec).reshape(x.shape)
+        W = self._weights() if self.arch == "topk" else None
         out = torch.empty_like(flat)
-        idx = torch.tensor(plan.features, dtype=torch.long, device=flat.device)
-        dec_rows = self._w(self.W_dec[idx])
-        if keep_error and not plan.needs_encode:
-            self._steer_add(flat, plan, dec_rows, out)
-            return out.reshape(x.shape)
-        args = self._feature_args(idx)
         for s, e in self._chunks(flat.shape[0]):
             xm = flat[s:e].to(self._math_dtype)
-            if keep_error:
-                xn, std, _ = self._normalise(xm)
-                delta = feature_deltas(plan, self._feature_z(xn, idx, *args)) @ dec_rows
-                if std is not None:
-                    delta = delta * std
-                out[s:e] = (xm + delta).to(x.dtype)
-            else:
-                xn, _, _ = self._normalise(xm)
-                dz = feature_deltas(plan, self._feature_z(xn, idx, *args)) if plan.needs_encode else None
-                if dz is None:
-                    dz = feature_deltas(plan, torch.zeros(e - s, len(idx), dtype=xm.dtype, device=xm.device))
-                out[s:e] = self._reconstruct_chunk(xm, (dz, dec_rows)).to(x.dtype)
+            xn, std, _ = self._normalise(xm)
+            delta = feature_deltas(plan, self._feature_z(xn, idx, W, rows)) @ rows.W_dec
+            if std is not None:
+                delta = delta * std
+            out[s:e] = (xm + delta).to(x.dtype)
         return out.reshape(x.shape)
 
-    def _steer_add(self, flat, plan: EditPlan, dec_rows, out):
-        """Plain ``add`` on every token: one vector v = Σ value·d_f, no encode (σ-scaled per token for LN)."""
-        dz = feature_deltas(plan, torch.zeros(1, len(plan.features), dtype=dec_rows.dtype, device=dec_rows.device))
-        v = dz @ dec_rows  # [1, d_in]
+    def _steer_add(self, flat, plan: EditPlan, dec_rows):
+        """Plain ``add`` on every token: one vector v = Σ value·d_f and no encode (σ-scaled per token for
+        layer-norm SAEs, whose σ needs no encoder either)."""
+        zero = torch.zeros(1, len(plan.features), dtype=dec_rows.dtype, device=dec_rows.device)
+        v = feature_deltas(plan, zero) @ dec_rows  # [1, d_in]
         if self.normalize != "layer_norm" and flat.dtype == v.dtype:
-            torch.add(flat, v, out=out)
-            return
+            return flat + v
+        out = torch.empty_like(flat)
         for s, e in self._chunks(flat.shape[0]):
             xm = flat[s:e].to(self._math_dtype)
-            delta = v
-            if self.normalize == "layer_norm":
-                delta = v * (xm - xm.mean(dim=-1, keepdim=True)).std(dim=-1, keepdim=True)
+            delta = v if self.normalize != "layer_norm" else v * self._normalise(xm)[1]
             out[s:e] = (xm + delta).to(flat.dtype)
+        return out
 
 
-def _as_edits(features):
-    from .edit import Edit
-    return [Edit(feature=int(f), op="add", value=0.0) for f in features]
+class _Weights(NamedTuple):
+    W_enc: torch.Tensor
+    b_enc: torch.Tensor
+    W_dec: torch.Tensor
+    b_dec: torch.Tensor
+    threshold: torch.Tensor | None
+
+
+class _Rows(NamedTuple):
+    W_enc: torch.Tensor | None  # None for TopK (membership needs the full encoder)
+    b_enc: torch.Tensor
+    W_dec: torch.Tensor
+    threshold: torch.Tensor | None
