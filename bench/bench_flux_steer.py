@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds first")
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps per call; with 2+ the first step (setup included) is not timed")
+    p.add_argument("--chunk-tokens", type=int, default=None,
+                   help="add a variant: add where active with the SAE's token chunk set to this")
     p.add_argument("--steer-alone", action="store_true",
                    help="also time sae.steer alone on a tensor of the site's shape, per mode")
     p.add_argument("--build-only", action="store_true", help="build, patch and count FLOPs; time nothing")
@@ -109,6 +111,7 @@ def time_step(model, positive, latent, steps: int, device: torch.device) -> floa
 
 
 def time_steer_alone(sae, edits, x: torch.Tensor) -> float:
+    """Seconds of one ``sae.steer`` call, what the tap's callback does per forward."""
     synchronize(x.device)
     start = time.perf_counter()
     sae.steer(x, edits)
@@ -117,8 +120,11 @@ def time_steer_alone(sae, edits, x: torch.Tensor) -> float:
 
 
 def build(args):
-    """(config, base ModelPatcher, {variant: ModelPatcher}, SAE, positive, latent, image tokens)."""
+    """(config, {variant: (ModelPatcher, SAE or None, edits)}, positive, latent, image tokens)."""
+    import copy
+
     from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, tiny_conditioning
+    from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
     from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
     from sae_factory import random_sae
 
@@ -126,16 +132,22 @@ def build(args):
     model = build_tiny_flux(seed=0, dtype=DTYPES[args.dtype], device=args.device, **config)
     d = config["hidden_size"]
     sae = random_sae(d_in=d, d_sae=args.expansion * d, k=args.k, seed=1).to(args.device)
-    variants = {UNSTEERED: model}
-    for mode in MODES:
-        variants[mode] = SAEFluxSteer.execute(
-            model=model, sae=sae, site=args.site, block=args.block, tokens="image", features=args.features,
+    plans = [(mode, mode, sae) for mode in MODES]
+    if args.chunk_tokens:  # the same tensors, another token chunk for the encode
+        chunked = copy.copy(sae)
+        chunked.chunk_tokens = args.chunk_tokens
+        plans.append((f"{MODES[-1]}, chunk {args.chunk_tokens}", MODES[-1], chunked))
+    variants = {UNSTEERED: (model, None, [])}
+    for name, mode, steer_sae in plans:
+        patched = SAEFluxSteer.execute(
+            model=model, sae=steer_sae, site=args.site, block=args.block, tokens="image", features=args.features,
             strength=1.0, mode=mode, keep_error=True, start_percent=0.0, end_percent=1.0, apply_to="both",
         ).result[0]
+        variants[name] = (patched, steer_sae, edits_for(parse_features(args.features, 1.0, sae.d_sae), mode))
     positive = tiny_conditioning(seed=2, text_tokens=args.text_tokens, context_dim=config["context_in_dim"])
     latent = empty_latent(args.image_px, args.image_px)
     img_tokens = (args.image_px // (LATENT_SCALE * config["patch_size"])) ** 2
-    return config, model, variants, sae, positive, latent, img_tokens
+    return config, variants, positive, latent, img_tokens
 
 
 def flop_lines(config, img_tokens, txt_tokens, d_sae) -> tuple[list[str], float]:
@@ -154,8 +166,8 @@ def flop_lines(config, img_tokens, txt_tokens, d_sae) -> tuple[list[str], float]
 
 def run(args):
     device = torch.device(args.device)
-    config, model, variants, sae, positive, latent, img_tokens = build(args)
-    names = list(variants)
+    config, variants, positive, latent, img_tokens = build(args)
+    sae = variants[MODES[0]][1]
     print(f"FLUX width {config['hidden_size']}, {config['num_heads']} heads, {config['depth']} double + "
           f"{config['depth_single_blocks']} single blocks, {args.dtype} on {device}; {img_tokens} image tokens "
           f"({args.image_px}² px), {args.text_tokens} text tokens; SAE {sae.d_in} -> {sae.d_sae}, k={sae.k}, "
@@ -165,29 +177,28 @@ def run(args):
     if args.build_only:
         print("\n".join(flops))
         return
-    alone_edits = {}
-    if args.steer_alone:  # the callback's own work, on activations of the site's shape and dtype
-        from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
-        alone_x = torch.randn(1, img_tokens, config["hidden_size"], device=device, dtype=DTYPES[args.dtype])
-        alone_edits = {mode: edits_for(parse_features(args.features, 1.0, sae.d_sae), mode) for mode in MODES}
-    times = {name: [] for name in names + [f"steer alone: {m}" for m in alone_edits]}
+    names = list(variants)
+    # the callback's own work, alone, on activations of the site's shape and dtype
+    alone = [name for name in names if name != UNSTEERED] if args.steer_alone else []
+    alone_x = torch.randn(1, img_tokens, config["hidden_size"], device=device, dtype=DTYPES[args.dtype])
+    times = {name: [] for name in names + [f"sae.steer alone: {n}" for n in alone]}
     for r in range(args.warmup + args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]
-        round_times = {name: time_step(variants[name], positive, latent, args.steps, device) for name in order}
-        round_times.update({f"steer alone: {m}": time_steer_alone(sae, e, alone_x) for m, e in alone_edits.items()})
+        measured = {name: time_step(variants[name][0], positive, latent, args.steps, device) for name in order}
+        for name in alone:
+            measured[f"sae.steer alone: {name}"] = time_steer_alone(*variants[name][1:], alone_x)
         label = "warm-up" if r < args.warmup else f"round {r - args.warmup + 1}"
-        print(f"{label}: " + ", ".join(f"{n} {t:.3f}s" for n, t in round_times.items()), flush=True)
+        print(f"{label}: " + ", ".join(f"{n} {t:.3f}s" for n, t in measured.items()), flush=True)
         if r >= args.warmup:
-            for name, t in round_times.items():
+            for name, t in measured.items():
                 times[name].append(t)
     base = times[UNSTEERED]
-    print(f"\n| variant | median s/step | steered/unsteered (median of rounds) |\n|---|---|---|")
+    ratios = {name: statistics.median(t / b for t, b in zip(ts, base)) for name, ts in times.items()}
+    print("\n| variant | median s/step | / unsteered (median of rounds) |\n|---|---|---|")
     for name, ts in times.items():
-        ratio = statistics.median(t / b for t, b in zip(ts, base))
-        print(f"| {name} | {statistics.median(ts):.3f} | {ratio:.3f} |")
+        print(f"| {name} | {statistics.median(ts):.3f} | {ratios[name]:.3f} |")
     print("\n".join(["", *flops]))
-    print(f"measured add-where-active ratio vs FLOP prediction: "
-          f"{statistics.median(t / b for t, b in zip(times['add where active'], base)):.3f} vs {predicted:.3f}")
+    print(f"add where active: measured {ratios[MODES[-1]]:.3f} vs FLOP-predicted {predicted:.3f}")
 
 
 def main(argv=None):
