@@ -3,12 +3,18 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .clip_vision_edit import SAEClipVisionEdit
+from .conditioning_edit import SAEConditioningEdit
+from .embedding_features import SAEEmbeddingFeatures
 from .flux_steer_node import SAEFluxSteer
 from .sae_loader import SAELoader
 
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
     SAEFluxSteer,
+    SAEConditioningEdit,
+    SAEClipVisionEdit,
+    SAEEmbeddingFeatures,
 ]
 
 

@@ -260,3 +260,41 @@ def test_width_mismatch_names_both_widths(tiny_flux):
 ])
 def test_site_from_hook(hook, expected):
     assert site_from_hook(hook) == expected
+
+
+def test_kontext_reference_tokens_are_not_image_tokens(tiny_flux, tiny_cond, sae):
+    """Reference latents append tokens after the generated image's: `image` leaves them alone."""
+    positive, negative = tiny_cond
+    reference = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(9))  # 2x2 = 4 extra tokens
+    with_ref = [[positive[0][0], {**positive[0][1], "reference_latents": [reference]}]]
+    for tokens, steered_len in (("image", 16), ("all", 20)):
+        patched = steer(tiny_flux, sae, site="double.img.out", features="0:3.0", mode="add", tokens=tokens)
+        capture, _ = run_captured(tiny_flux, "double.img.out", 0, with_ref, with_ref, patched=patched)
+        before, after = capture.before[0], capture.after[0]
+        assert before.shape[1] == 20
+        changed = (after != before).any(-1).any(0)
+        assert torch.equal(changed, torch.arange(20) < steered_len)
+
+
+def test_text_length_is_read_per_forward(tiny_flux, sae):
+    """Positive and negative of different lengths run as separate forwards with their own split."""
+    from comfyui_sae_steering.demo.tiny_flux import tiny_conditioning
+    positive, negative = tiny_conditioning(seed=1, text_tokens=8), tiny_conditioning(seed=2, text_tokens=13)
+    patched = steer(tiny_flux, sae, site="single.out", features="0:3.0", mode="add", tokens="image")
+    capture, _ = run_captured(tiny_flux, "single.out", 0, positive, negative, patched=patched)
+    assert sorted(txt for _, _, txt in capture.forwards) == [8, 13]
+    for (_, _, txt_len), before, after in zip(capture.forwards, capture.before, capture.after):
+        changed = (after != before).any(-1).any(0)
+        expected = torch.zeros(before.shape[1], dtype=torch.bool)
+        expected[txt_len:txt_len + 16] = True
+        assert torch.equal(changed, expected)
+
+
+def test_auto_site_comes_from_the_sae_metadata(tiny_flux, tiny_cond):
+    positive, negative = tiny_cond
+    hooked = random_sae(d_in=64, d_sae=256, k=8, seed=3, hook="single_transformer_blocks.1.attn")
+    auto = steer(tiny_flux, hooked, site="auto", block=0, features="0:3.0", mode="add")
+    explicit = steer(tiny_flux, hooked, site="single.attn", block=1, features="0:3.0", mode="add")
+    a = sample(auto, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2)
+    assert torch.equal(a, sample(explicit, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
+    assert not torch.equal(a, sample(tiny_flux, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
