@@ -8,7 +8,7 @@ step) at 1024 image tokens (512×512 px) and 256 T5 tokens; steering goes throug
 interleaved round by round (the order rotates) so that a noisy machine slows all of them alike;
 ratios are medians of the per-round ratios to the unsteered run of the same round.
 
-    python bench/bench_flux_steer.py                      # CPU: FLUX width, 1 double + 1 single block, fp32
+    python bench/bench_flux_steer.py                      # CPU: FLUX width, 1 double block, fp32, ~2 min
     python bench/bench_flux_steer_gpu.py                  # GPU: full FLUX (19 + 38 blocks), bf16
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 UNSTEERED = "unsteered"
 MODES = ("add", "add where active")  # add needs no encode; add where active needs the full encode
 LATENT_SCALE = 8   # FLUX's VAE: latent = pixels / 8
-CPU_DEFAULTS = dict(depth_double=1, depth_single=1, dtype="fp32", repeats=3, warmup=1, steps=1)
+CPU_DEFAULTS = dict(depth_double=1, depth_single=0, dtype="fp32", repeats=3, warmup=0, steps=1)
 FULL_DEFAULTS = dict(depth_double=19, depth_single=38, dtype="bf16", repeats=20, warmup=3, steps=6)
 
 
@@ -44,8 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu (default) or cuda (default with --full)")
     p.add_argument("--full", action="store_true",
                    help="full FLUX.1 on a GPU: 19 double + 38 single blocks, bf16, 20 rounds of 6 steps")
-    p.add_argument("--depth-double", type=int, default=None, help="double blocks (CPU default 1)")
-    p.add_argument("--depth-single", type=int, default=None, help="single blocks (CPU default 1)")
+    p.add_argument("--depth-double", type=int, default=None, help="double blocks (default 1; 19 with --full)")
+    p.add_argument("--depth-single", type=int, default=None, help="single blocks (default 0; 38 with --full)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="model weights (CPU default fp32)")
     p.add_argument("--image-px", type=int, default=512, help="square image side in pixels (512 -> 1024 tokens)")
     p.add_argument("--text-tokens", type=int, default=256, help="T5 tokens in the conditioning")
@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--block", type=int, default=0)
     p.add_argument("--features", default="0:1.0", help="SAEFluxSteer features input")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds, each runs every variant once")
-    p.add_argument("--warmup", type=int, default=None, help="untimed rounds first")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed rounds first (CPU default 0: the rotation and the median absorb a slow first call)")
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps per call; with 2+ the first step (setup included) is not timed")
     p.add_argument("--chunk-tokens", type=int, default=None,
@@ -84,39 +85,41 @@ def synchronize(device: torch.device):
         torch.cuda.synchronize(device)
 
 
+def now(device: torch.device) -> tuple[float, float]:
+    """(wall, process CPU) seconds once the device has done its queued work. On a shared CPU the
+    process's CPU time (all its threads) counts the work done; wall time counts the neighbours too."""
+    synchronize(device)
+    return time.perf_counter(), time.process_time()
+
+
 class StepClock:
-    """``comfy.sample.sample`` callback: the wall time between consecutive steps (device synchronised)."""
+    """``comfy.sample.sample`` callback: a ``now`` mark after every step."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.marks: list[float] = []
+        self.marks: list[tuple[float, float]] = []
 
     def __call__(self, step, x0, x, total_steps):
-        synchronize(self.device)
-        self.marks.append(time.perf_counter())
+        self.marks.append(now(self.device))
 
 
-def time_step(model, positive, latent, steps: int, device: torch.device) -> float:
-    """Seconds per sampling step. One step: the whole call (setup is ms next to seconds on a CPU);
-    several: the steps after the first, so model loading and conditioning setup are left out."""
+def time_step(model, positive, latent, steps: int, device: torch.device) -> tuple[float, float]:
+    """(wall, CPU) seconds per sampling step. One step: the whole call (setup is ms next to seconds on a
+    CPU); several: the steps after the first, so model loading and conditioning setup are left out."""
     from comfyui_sae_steering.demo.tiny_flux import sample
 
     clock = StepClock(device)
-    synchronize(device)
-    start = time.perf_counter()
+    start = now(device)
     sample(model, positive, latent=latent, steps=steps, cfg=1.0, seed=0, callback=clock)
-    if steps == 1:
-        return clock.marks[-1] - start
-    return (clock.marks[-1] - clock.marks[0]) / (len(clock.marks) - 1)
+    first, steps_timed = (start, 1) if steps == 1 else (clock.marks[0], len(clock.marks) - 1)
+    return tuple((end - begin) / steps_timed for begin, end in zip(first, clock.marks[-1]))
 
 
-def time_steer_alone(sae, edits, x: torch.Tensor) -> float:
-    """Seconds of one ``sae.steer`` call, what the tap's callback does per forward."""
-    synchronize(x.device)
-    start = time.perf_counter()
+def time_steer_alone(sae, edits, x: torch.Tensor) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``sae.steer`` call, what the tap's callback does per forward."""
+    start = now(x.device)
     sae.steer(x, edits)
-    synchronize(x.device)
-    return time.perf_counter() - start
+    return tuple(end - begin for begin, end in zip(start, now(x.device)))
 
 
 def build(args):
@@ -188,17 +191,24 @@ def run(args):
         for name in alone:
             measured[f"sae.steer alone: {name}"] = time_steer_alone(*variants[name][1:], alone_x)
         label = "warm-up" if r < args.warmup else f"round {r - args.warmup + 1}"
-        print(f"{label}: " + ", ".join(f"{n} {t:.3f}s" for n, t in measured.items()), flush=True)
+        print(f"{label}: " + ", ".join(f"{n} {t[0]:.3f}s ({t[1]:.1f} CPU s)" for n, t in measured.items()),
+              flush=True)
         if r >= args.warmup:
             for name, t in measured.items():
                 times[name].append(t)
-    base = times[UNSTEERED]
-    ratios = {name: statistics.median(t / b for t, b in zip(ts, base)) for name, ts in times.items()}
-    print("\n| variant | median s/step | / unsteered (median of rounds) |\n|---|---|---|")
+    # CPU time only means something on a CPU run (a GPU run's host thread mostly waits)
+    metrics = {"wall": 0, "CPU": 1} if device.type == "cpu" else {"wall": 0}
+    ratios = {(name, m): statistics.median(t[i] / b[i] for t, b in zip(ts, times[UNSTEERED]))
+              for name, ts in times.items() for m, i in metrics.items()}
+    header = " | ".join(f"median {m} s/step | {m} / unsteered" for m in metrics)
+    print(f"\n| variant | {header} |\n|---|" + "---|---|" * len(metrics))
     for name, ts in times.items():
-        print(f"| {name} | {statistics.median(ts):.3f} | {ratios[name]:.3f} |")
+        cells = " | ".join(f"{statistics.median(t[i] for t in ts):.3f} | {ratios[name, m]:.3f}"
+                           for m, i in metrics.items())
+        print(f"| {name} | {cells} |")
     print("\n".join(["", *flops]))
-    print(f"add where active: measured {ratios[MODES[-1]]:.3f} vs FLOP-predicted {predicted:.3f}")
+    measured = ", ".join(f"{ratios[MODES[-1], m]:.3f} ({m})" for m in metrics)
+    print(f"add where active / unsteered: measured {measured}, FLOP-predicted {predicted:.3f}")
 
 
 def main(argv=None):
