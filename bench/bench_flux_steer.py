@@ -63,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="add a variant: add where active with the SAE's token chunk set to this")
     p.add_argument("--steer-alone", action="store_true",
                    help="also time sae.steer alone on a tensor of the site's shape, per mode")
+    p.add_argument("--tf32", action="store_true",
+                   help="let fp32 matmuls (the SAE maths) use TF32 on CUDA; ComfyUI leaves this off")
     p.add_argument("--build-only", action="store_true", help="build, patch and count FLOPs; time nothing")
     args = p.parse_args(argv)
     defaults = FULL_DEFAULTS if args.full else CPU_DEFAULTS
@@ -174,7 +176,7 @@ def run(args):
     print(f"FLUX width {config['hidden_size']}, {config['num_heads']} heads, {config['depth']} double + "
           f"{config['depth_single_blocks']} single blocks, {args.dtype} on {device}; {img_tokens} image tokens "
           f"({args.image_px}² px), {args.text_tokens} text tokens; SAE {sae.d_in} -> {sae.d_sae}, k={sae.k}, "
-          f"fp32 maths, at {args.site} block {args.block}; {args.repeats} rounds of {args.steps} step(s), "
+          f"fp32 maths{' (TF32)' if args.tf32 else ''}, at {args.site} block {args.block}; {args.repeats} rounds of {args.steps} step(s), "
           f"{args.warmup} warm-up", flush=True)
     flops, predicted = flop_lines(config, img_tokens, args.text_tokens, sae.d_sae)
     if args.build_only:
@@ -214,6 +216,7 @@ def run(args):
 def main(argv=None):
     args = parse_args(argv)
     start_comfyui(locate_comfyui(allow_clone=False), cpu=args.device == "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
     with torch.inference_mode():  # as ComfyUI runs a prompt
         run(args)
 
