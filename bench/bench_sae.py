@@ -42,18 +42,21 @@ def naive_set(sae, x, feature, value):
     return (edited @ sae.W_dec + sae.b_dec) + x - (z @ sae.W_dec + sae.b_dec)
 
 
-def median_time(fn, repeats, device):
-    fn()  # warm-up
-    times = []
+def median_times(fns: dict, repeats: int, device) -> dict:
+    """Median seconds of each function, run round-robin so that a loaded machine's drift hits all alike."""
+    times = {name: [] for name in fns}
+    for name, fn in fns.items():
+        fn()  # warm-up
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def peak_extra_bytes(fn, device):
@@ -90,7 +93,7 @@ def reuse_freed_memory():
         import ctypes
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD (32 MB is the most glibc accepts)
     except (OSError, AttributeError):
         pass
 
@@ -117,14 +120,16 @@ def main(argv=None):
     W_enc = sae.W_enc
 
     with torch.inference_mode():
-        t = {
-            "bare matmul x @ W_enc.T": median_time(lambda: x @ W_enc.T, args.repeats, device),
-            "steer set": median_time(lambda: sae.steer(x, set_edit), args.repeats, device),
-            "steer add where active": median_time(lambda: sae.steer(x, active_edit), args.repeats, device),
-            "naive dense set": median_time(lambda: naive_set(sae, x, feature, 5.0), args.repeats, device),
-            "x + v": median_time(lambda: x + v, args.repeats * 5, device),
-            "steer plain add": median_time(lambda: sae.steer(x, add_edit), args.repeats * 5, device),
-        }
+        t = median_times({
+            "bare matmul x @ W_enc.T": lambda: x @ W_enc.T,
+            "steer set": lambda: sae.steer(x, set_edit),
+            "steer add where active": lambda: sae.steer(x, active_edit),
+            "naive dense set": lambda: naive_set(sae, x, feature, 5.0),
+        }, args.repeats, device)
+        t.update(median_times({
+            "x + v": lambda: x + v,
+            "steer plain add": lambda: sae.steer(x, add_edit),
+        }, args.repeats * 5, device))
         torch.testing.assert_close(sae.steer(x, set_edit), naive_set(sae, x, feature, 5.0), rtol=1e-4, atol=1e-4)
         memory = {}
         for n in (1024, 2048, 4096):

@@ -12,6 +12,7 @@ The maths runs in fp32 (fp64 for fp64 weights) whatever the input's dtype; resul
 """
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -22,6 +23,7 @@ from .deltas import EditPlan, feature_deltas, plan_edits
 ARCHS = ("topk", "relu", "jumprelu")
 NORMALIZATIONS = (None, "layer_norm")
 LAYER_NORM_EPS = 1e-5  # OpenAI's and SAELens's LN(x, eps=1e-5): x_n = (x − μ) / (σ + eps)
+_NO_CONTEXT = contextlib.nullcontext()  # reusable: steer's hot path skips no_grad when grad is already off
 # Tokens per chunk are chosen so that a [chunk, d_sae] temporary stays near this many elements
 # (64 MB / 128 MB of fp32): each chunk streams the whole encoder once, so chunks much smaller than
 # this make the encoder matmul measurably slower than one unchunked matmul (20 % at 256 tokens).
@@ -33,8 +35,10 @@ class SparseAutoencoder:
 
     W_enc [d_sae, d_in] (row f encodes feature f), b_enc [d_sae], W_dec [d_sae, d_in] (row f = d_f,
     the direction feature f writes), b_dec [d_in], b_pre [d_in] or None, threshold [d_sae] (jumprelu).
-    Weights keep their dtype (fp16/bf16 weights are cast to fp32 per call, never stored twice).
-    ``chunk_tokens`` (None = automatic from d_sae and the device; settable) bounds the working set.
+    Weights keep their dtype (fp16/bf16 weights are cast to fp32 per call, never stored twice); they
+    are treated as read-only once built (assign new tensors rather than writing into them).
+    ``chunk_tokens`` (tokens per chunk: automatic from d_sae and the device until set; setting None
+    restores the automatic value) bounds the working set of every method.
     """
 
     def __init__(self, W_enc, b_enc, W_dec, b_dec, *, arch="topk", k=None, b_pre=None, threshold=None,
@@ -72,7 +76,8 @@ class SparseAutoencoder:
         self.normalize = normalize
         self._arch, self._k = arch, k
         self._hook, self._source = hook, source
-        self.chunk_tokens = None
+        self._chunk_tokens = None
+        self._add_cache = None  # (edits, the W_dec it was made from, plain-add vector [1, d_in])
 
     # ---- description -------------------------------------------------------------------------
     d_in = property(lambda self: self.W_enc.shape[1], doc="width of the activations the SAE reads")
@@ -123,12 +128,21 @@ class SparseAutoencoder:
             raise ValueError(f"SAE input is on {x.device} but the SAE is on {self.device}: call sae.to(device)")
         return x.reshape(-1, self.d_in)
 
+    @property
+    def chunk_tokens(self) -> int:
+        """Tokens per chunk, so that a [chunk, d_sae] temporary is the largest any method makes."""
+        if self._chunk_tokens is not None:
+            return self._chunk_tokens
+        return max(16, CHUNK_ELEMENTS["cpu" if self.device.type == "cpu" else "other"] // self.d_sae)
+
+    @chunk_tokens.setter
+    def chunk_tokens(self, value):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"chunk_tokens must be a positive integer or None, got {value!r}")
+        self._chunk_tokens = None if value is None else int(value)
+
     def _chunks(self, n: int):
         step = self.chunk_tokens
-        if step is None:
-            budget = CHUNK_ELEMENTS["cpu" if self.device.type == "cpu" else "other"]
-            step = max(16, budget // self.d_sae)
-        step = max(1, int(step))
         for start in range(0, n, step):
             yield start, min(n, start + step)
 
@@ -187,9 +201,11 @@ class SparseAutoencoder:
     def _dense(self, values, indices, n):
         return torch.zeros(n, self.d_sae, dtype=values.dtype, device=values.device).scatter_(-1, indices, values)
 
-    def _weights(self):
-        return _Weights(self._w(self.W_enc), self._w(self.b_enc), self._w(self.W_dec), self._w(self.b_dec),
-                        self._w(self.threshold))
+    def _weights(self, decoder=True):
+        """All weights in the maths dtype (a no-op for fp32 weights); ``decoder=False`` skips casting
+        the decoder where only membership is needed."""
+        W_dec, b_dec = (self._w(self.W_dec), self._w(self.b_dec)) if decoder else (None, None)
+        return _Weights(self._w(self.W_enc), self._w(self.b_enc), W_dec, b_dec, self._w(self.threshold))
 
     def _rows(self, idx):
         """The chosen features' encoder and decoder rows (a few KB), in the maths dtype."""
@@ -210,7 +226,7 @@ class SparseAutoencoder:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Dense features z [..., d_sae] in the maths dtype (fp32 unless the weights are fp64), chunked."""
         flat = self._flat(x)
-        W = self._weights()
+        W = self._weights(decoder=False)
         out = torch.empty(flat.shape[0], self.d_sae, dtype=self._math_dtype, device=flat.device)
         for s, e in self._chunks(flat.shape[0]):
             code = self._encode_chunk(self._normalise(flat[s:e].to(self._math_dtype))[0], W)
@@ -242,7 +258,7 @@ class SparseAutoencoder:
         dtype, indices int64; a [chunk, d_sae] temporary is the largest ever made.
         """
         flat = self._flat(x)
-        W = self._weights()
+        W = self._weights(decoder=False)
         parts = []
         for s, e in self._chunks(flat.shape[0]):
             code = self._encode_chunk(self._normalise(flat[s:e].to(self._math_dtype))[0], W)
@@ -267,7 +283,7 @@ class SparseAutoencoder:
         TopK needs the full encoder for membership. Chunked."""
         flat = self._flat(x)
         idx = self._features(features)
-        W, rows = (self._weights() if self.arch == "topk" else None), self._rows(idx)
+        W, rows = (self._weights(decoder=False) if self.arch == "topk" else None), self._rows(idx)
         out = torch.empty(flat.shape[0], len(idx), dtype=self._math_dtype, device=flat.device)
         for s, e in self._chunks(flat.shape[0]):
             out[s:e] = self._feature_z(self._normalise(flat[s:e].to(self._math_dtype))[0], idx, W, rows)
@@ -296,27 +312,35 @@ class SparseAutoencoder:
             out[s:e] = y.to(x.dtype)
         return out.reshape(x.shape)
 
-    @torch.no_grad()
     def steer(self, x: torch.Tensor, edits, keep_error: bool = True) -> torch.Tensor:
         """Apply ``edits`` (a list of ``Edit``) to x's features; the result has x's shape, dtype and device.
 
         keep_error=True: y = x + Σ_f Δz_f · d_f (· σ per token for layer-norm SAEs) = decode(z′) + x − decode(z),
         computed from the edited features' decoder rows only; plain ``add`` needs no encode, ReLU/JumpReLU
         membership reads only the edited features' encoder rows. No edits, or an all-zero Δz, give x bit
-        for bit. keep_error=False: y = decode(z + Δz), the SAE's reconstruction replaces x.
+        for bit (in a new tensor). keep_error=False: y = decode(z + Δz), the reconstruction replaces x.
         Token chunks keep the working set bounded: [chunk, d_sae] is the largest temporary.
         """
+        with torch.no_grad() if torch.is_grad_enabled() else _NO_CONTEXT:
+            edits = tuple(edits)
+            if keep_error:
+                v = self._cached_add_vector(edits, x)
+                if v is not None:  # every sampling step repeats the same plain add: one addition
+                    return x + v
+            return self._steer(x, edits, keep_error)
+
+    def _steer(self, x, edits, keep_error):
         flat = self._flat(x)
         plan = plan_edits(edits, self.d_sae)
         if not keep_error:
             return self._reconstruct(x, plan if plan.edits else None)
         if not plan.edits:
             return x.clone()
+        if not plan.needs_encode:
+            return self._steer_add(flat, plan).reshape(x.shape)
         idx = self._features(plan.features)
         rows = self._rows(idx)
-        if not plan.needs_encode:
-            return self._steer_add(flat, plan, rows.W_dec).reshape(x.shape)
-        W = self._weights() if self.arch == "topk" else None
+        W = self._weights(decoder=False) if self.arch == "topk" else None
         out = torch.empty_like(flat)
         for s, e in self._chunks(flat.shape[0]):
             xm = flat[s:e].to(self._math_dtype)
@@ -327,17 +351,32 @@ class SparseAutoencoder:
             out[s:e] = (xm + delta).to(x.dtype)
         return out.reshape(x.shape)
 
-    def _steer_add(self, flat, plan: EditPlan, dec_rows):
-        """Plain ``add`` on every token: one vector v = Σ value·d_f and no encode (σ-scaled per token for
-        layer-norm SAEs, whose σ needs no encoder either)."""
+    def _cached_add_vector(self, edits, x):
+        """The plain-add vector of the last call, when these are the same (already checked) edits and x
+        can take it directly (fp32 maths dtype, no layer norm, right width and device)."""
+        cache = self._add_cache
+        if cache is None or cache[1] is not self.W_dec or self.normalize is not None or cache[0] != edits:
+            return None
+        v = cache[2]
+        if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[-1] == self.d_in and x.dtype == v.dtype \
+                and x.device == v.device:
+            return v[0]
+        return None
+
+    def _steer_add(self, flat, plan: EditPlan):
+        """Plain ``add`` on every token: x + v with v = Σ value·d_f, no encode (σ-scaled per token for
+        layer-norm SAEs, whose σ needs no encoder either). v is kept for the next call with the same
+        edits, as every sampling step repeats them."""
+        dec_rows = self._w(self.W_dec[self._features(plan.features)])
         zero = torch.zeros(1, len(plan.features), dtype=dec_rows.dtype, device=dec_rows.device)
         v = feature_deltas(plan, zero) @ dec_rows  # [1, d_in]
-        if self.normalize != "layer_norm" and flat.dtype == v.dtype:
+        self._add_cache = (plan.edits, self.W_dec, v)
+        if self.normalize is None and flat.dtype == v.dtype:
             return flat + v
         out = torch.empty_like(flat)
         for s, e in self._chunks(flat.shape[0]):
             xm = flat[s:e].to(self._math_dtype)
-            delta = v if self.normalize != "layer_norm" else v * self._normalise(xm)[1]
+            delta = v if self.normalize is None else v * self._normalise(xm)[1]
             out[s:e] = (xm + delta).to(flat.dtype)
         return out
 
@@ -345,8 +384,8 @@ class SparseAutoencoder:
 class _Weights(NamedTuple):
     W_enc: torch.Tensor
     b_enc: torch.Tensor
-    W_dec: torch.Tensor
-    b_dec: torch.Tensor
+    W_dec: torch.Tensor | None  # None where only membership is needed
+    b_dec: torch.Tensor | None
     threshold: torch.Tensor | None
 
 

@@ -17,24 +17,25 @@ def load_sae(path, device="cpu", dtype=None, k=None) -> SparseAutoencoder:
     ``ValueError``/``FileNotFoundError`` naming the file.
     """
     path = Path(path)
+    dtype = None if dtype is None else _as_dtype(dtype)
     spec = read_any(path)
-    tensors = spec.tensors
-    if dtype is not None:
-        dtype = _as_dtype(dtype)
-        tensors = {name: t.to(dtype) for name, t in tensors.items()}
-    if device is not None:
-        tensors = {name: t.to(device) for name, t in tensors.items()}
-    config = dict(spec.config)
+    tensors, config = spec.tensors, dict(spec.config)
     if k is not None:
         if config.get("arch") != "topk":
             raise ValueError(f"{path}: k={k} was given but this {spec.format} SAE is {config.get('arch')}, not TopK")
         config["k"] = k
-    try:
-        return SparseAutoencoder(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"],
-                                 b_pre=tensors.get("b_pre"), threshold=tensors.get("threshold"),
-                                 source=f"{spec.format}:{path}", **config)
+    try:  # built on the (memory-mapped) file tensors first, so every check runs before anything is copied
+        sae = SparseAutoencoder(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"],
+                                b_pre=tensors.get("b_pre"), threshold=tensors.get("threshold"),
+                                source=f"{spec.format}:{path}", **config)
     except ValueError as err:
         raise ValueError(f"{path} ({spec.format} layout): {err}") from None
+    if device is not None:
+        sae.to(device)
+    if dtype is not None:
+        for name, t in sae.tensors().items():
+            setattr(sae, name, t.to(dtype))
+    return sae
 
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
@@ -42,8 +43,8 @@ _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float1
 
 
 def _as_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
         return dtype
     if isinstance(dtype, str) and dtype.lower() in _DTYPES:
         return _DTYPES[dtype.lower()]
-    raise ValueError(f"dtype {dtype!r} is not one of {', '.join(_DTYPES)} or a torch.dtype")
+    raise ValueError(f"dtype {dtype!r} is not one of {', '.join(_DTYPES)} or a floating torch.dtype")

@@ -63,6 +63,13 @@ def test_single_weights_file_with_stem_json_sidecar(tmp_path):
     assert load_sae(lone).k == sae_layouts.K  # the folder's only weights file
 
 
+def test_sparsify_hook_comes_from_its_folder_only(tmp_path):
+    ref = sae_layouts.sparsify(tmp_path)
+    assert load_sae(ref.path).hook == "layers.6"
+    (ref.path / "sae.safetensors").rename(ref.path / "pythia_l6.safetensors")
+    assert load_sae(ref.path / "pythia_l6.safetensors").hook is None  # cfg.json beside it, no hookpoint folder
+
+
 def test_folder_of_a_single_pth(tmp_path):
     ref = sae_layouts.gytis(tmp_path)
     assert load_sae(tmp_path).arch == "relu"

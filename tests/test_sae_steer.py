@@ -206,3 +206,18 @@ def test_shapes_properties_and_to():
     assert sae.steer(x, [Edit(1, "add", 1.0)]).shape == (D_IN,)
     assert sae.encode(x).shape == (D_SAE,)
     assert sae.to("cpu") is sae and sae.to(torch.float16) is sae and sae.W_enc.dtype == torch.float32
+
+
+def test_repeated_plain_add_follows_new_weights_dtypes_and_checks():
+    sae, _ = make("topk")
+    x = x_for()
+    edits = [Edit(4, "add", 1.5), Edit(9, "add", -0.5)]
+    for _ in range(2):  # the second call reuses the add vector
+        assert torch.equal(sae.steer(x, edits), x + (1.5 * sae.W_dec[4] - 0.5 * sae.W_dec[9]))
+    sae.W_dec = sae.W_dec * 2  # new weights: a new vector
+    assert torch.equal(sae.steer(x, edits), x + (1.5 * sae.W_dec[4] - 0.5 * sae.W_dec[9]))
+    assert sae.steer(x.half(), edits).dtype == torch.float16
+    with pytest.raises(ValueError, match="d_in"):
+        sae.steer(x[..., :5], edits)
+    with pytest.raises(ValueError, match="features"):
+        sae.steer(x, [Edit(4, "add", 1.5), Edit(D_SAE, "add", 1.0)])

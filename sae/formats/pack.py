@@ -59,15 +59,14 @@ def write(sae, path: Path, dtype: torch.dtype | None = None, source_format: str 
     """Write ``sae`` (a ``SparseAutoencoder``) as this pack's single file, optionally cast to ``dtype``."""
     from safetensors.torch import save_file
 
-    tensors = {"W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
-    if sae.b_pre is None:
+    tensors = sae.tensors()
+    if "b_pre" not in tensors:
         centre = "none"
-    elif sae.b_pre is sae.b_dec or torch.equal(sae.b_pre, sae.b_dec):
+    elif torch.equal(tensors["b_pre"], tensors["b_dec"]):  # input centred by the decoder bias: store it once
         centre = "b_dec"
+        del tensors["b_pre"]
     else:
-        centre, tensors["b_pre"] = "b_pre", sae.b_pre
-    if sae.threshold is not None:
-        tensors["threshold"] = sae.threshold
+        centre = "b_pre"
     # safetensors wants contiguous tensors that share no storage (tied decoders and transposed views do)
     tensors = {name: t.detach().to("cpu", dtype or t.dtype).contiguous().clone() for name, t in tensors.items()}
     meta = {"version": VERSION, "arch": sae.arch, "k": sae.k, "normalize": sae.normalize, "hook": sae.hook,

@@ -47,5 +47,6 @@ def read(src, config: dict, config_path) -> SAESpec:
     b_dec = src.get("b_dec")
     tensors = {"W_enc": W_enc, "b_enc": src.get("encoder.bias"), "W_dec": src.get("W_dec"),
                "b_dec": b_dec, "b_pre": b_dec}
-    hook = hook_from(config) or path.parent.name or None
+    # sparsify saves one folder per hookpoint, named after it; a renamed single file has no such folder
+    hook = hook_from(config) or (path.parent.name if path.name == WEIGHTS_FILE else None)
     return SAESpec(NAME, path, tensors, {"arch": "topk", "k": config.get("k"), "hook": hook})
