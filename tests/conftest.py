@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_locator import ComfyUINotFound, comfyui_version, locate_comfyui, start_comfyui  # noqa: E402
+from comfyui_locator import PACK_ROOT  # noqa: E402,F401  (tests import it from here)
 
 COMFYUI: Path | None = None
 
