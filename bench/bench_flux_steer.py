@@ -176,8 +176,8 @@ def run(args):
     print(f"FLUX width {config['hidden_size']}, {config['num_heads']} heads, {config['depth']} double + "
           f"{config['depth_single_blocks']} single blocks, {args.dtype} on {device}; {img_tokens} image tokens "
           f"({args.image_px}² px), {args.text_tokens} text tokens; SAE {sae.d_in} -> {sae.d_sae}, k={sae.k}, "
-          f"fp32 maths{' (TF32)' if args.tf32 else ''}, at {args.site} block {args.block}; {args.repeats} rounds of {args.steps} step(s), "
-          f"{args.warmup} warm-up", flush=True)
+          f"fp32 maths{' (TF32)' if args.tf32 else ''}, at {args.site} block {args.block}; "
+          f"{args.repeats} rounds of {args.steps} step(s), {args.warmup} warm-up", flush=True)
     flops, predicted = flop_lines(config, img_tokens, args.text_tokens, sae.d_sae)
     if args.build_only:
         print("\n".join(flops))
