@@ -8,7 +8,7 @@ step) at 1024 image tokens (512×512 px) and 256 T5 tokens; steering goes throug
 interleaved round by round (the order rotates) so that a noisy machine slows all of them alike;
 ratios are medians of the per-round ratios to the unsteered run of the same round.
 
-    python bench/bench_flux_steer.py                      # CPU: FLUX width, 1 double block, fp32, ~2 min
+    python bench/bench_flux_steer.py                      # CPU: FLUX width, 1 double block, fp32: 0.5-3 min
     python bench/bench_flux_steer_gpu.py                  # GPU: full FLUX (19 + 38 blocks), bf16
 """
 from __future__ import annotations
