@@ -128,11 +128,15 @@ def main():
         f"measure {ALL_BLOCKS} ({opts.double + opts.single} sites)": measure(ALL_BLOCKS),
         f"measure one site + SAE {opts.hidden}->{d_sae} k=16": measure("double.img.out", True),
     }
-    results = interleaved(variants, opts.repeats, clock)
+    print_results(interleaved(variants, opts.repeats, clock))
+
+
+def print_results(results: dict, width: int = 44):
+    """The table of ``interleaved``'s results, against the variant named "plain sampling"."""
     plain = results["plain sampling"][0]
-    print(f"{'':44s} {'wall s':>8s} {'ratio':>7s} {'in taps s':>10s} {'taps/plain':>10s}")
+    print(f"{'':{width}s} {'wall s':>8s} {'ratio':>7s} {'in taps s':>10s} {'taps/plain':>10s}")
     for name, (wall, taps) in results.items():
-        print(f"{name:44s} {wall:8.3f} {wall / plain:7.3f} {taps:10.3f} {taps / plain:9.1%}")
+        print(f"{name:{width}s} {wall:8.3f} {wall / plain:7.3f} {taps:10.3f} {taps / plain:9.1%}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,11 @@ TINY_FLUX_CONFIG = dict(
 )
 
 
-def build_tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
-    """A ``ModelPatcher`` around a small FLUX on the CPU, weights drawn from ``seed`` (then cast to ``dtype``)."""
+def build_tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, device="cpu", **overrides):
+    """A ``ModelPatcher`` around a small FLUX on ``device``, weights drawn from ``seed`` (then cast to ``dtype``).
+
+    ``overrides`` change the config (the benchmark builds FLUX width this way); on another device the
+    weights are drawn there (same seed, other numbers), so a full-size FLUX needs no host copy."""
     import comfy.model_management
     import comfy.model_patcher
     import comfy.supported_models
@@ -26,20 +29,20 @@ def build_tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, **overrid
     config = {**TINY_FLUX_CONFIG, **overrides}
     model_config = comfy.supported_models.Flux(config)
     model_config.set_inference_dtype(dtype, None)
-    model = model_config.get_model({})
-    generator = torch.Generator().manual_seed(seed)
+    device = torch.device(device)
+    model = model_config.get_model({}, device=device)
+    generator = torch.Generator(device).manual_seed(seed)
     with torch.no_grad():
         for name, param in model.diffusion_model.named_parameters():
             if param.ndim >= 2:
                 # fan-in scaling keeps every block's activations O(1), like a trained network
                 std = 1.0 / math.sqrt(param.shape[-1])
-                param.copy_((torch.randn(param.shape, generator=generator) * std).to(param.dtype))
+                param.copy_((torch.randn(param.shape, generator=generator, device=device) * std).to(param.dtype))
             elif name.endswith("scale"):
                 param.fill_(1.0)  # RMSNorm gains
             else:
-                param.copy_((torch.randn(param.shape, generator=generator) * 0.02).to(param.dtype))
+                param.copy_((torch.randn(param.shape, generator=generator, device=device) * 0.02).to(param.dtype))
     model.eval()
-    device = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 
 
@@ -58,8 +61,8 @@ def empty_latent(width: int = 32, height: int = 32, batch: int = 1) -> torch.Ten
 
 
 def sample(model, positive, negative=None, latent=None, steps: int = 3, cfg: float = 1.0, seed: int = 0,
-           sampler_name: str = "euler", scheduler: str = "simple", denoise: float = 1.0):
-    """One real ``comfy.sample.sample`` run, as ``KSampler`` does it."""
+           sampler_name: str = "euler", scheduler: str = "simple", denoise: float = 1.0, callback=None):
+    """One real ``comfy.sample.sample`` run, as ``KSampler`` does it; ``callback(step, x0, x, total)`` per step."""
     import comfy.sample
 
     latent = empty_latent() if latent is None else latent
@@ -67,4 +70,5 @@ def sample(model, positive, negative=None, latent=None, steps: int = 3, cfg: flo
     noise = comfy.sample.prepare_noise(latent, seed)
     negative = positive if negative is None else negative
     return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                               denoise=denoise, disable_pbar=True, seed=seed)
+                               denoise=denoise, disable_pbar=True, seed=seed,
+                               callback=callback)

@@ -25,6 +25,7 @@ from .scale_plot import blocks_plot, site_plot
 from .scale_recorder import ScaleRecorder
 from .scale_report import format_report
 from .site_tap import TapSpec, attach_tap
+from .tap_sampling import run_sampling
 
 ALL_BLOCKS = "all blocks"
 log = logging.getLogger(__name__)
@@ -51,18 +52,6 @@ def measured_sites(model, site: str, block: int, sae) -> list[tuple[str, int]]:
         if own not in sites:
             sites.append(own)
     return sites
-
-
-def run_sampling(model, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler):
-    """A real ``comfy.sample.sample`` run as KSampler does it, with ComfyUI's progress bar per step."""
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
-    bar = comfy.utils.ProgressBar(steps)
-    return comfy.sample.sample(
-        model, noise, steps, cfg, sampler_name, scheduler, positive, positive if negative is None else negative,
-        latent_image, noise_mask=latent.get("noise_mask"), seed=seed,
-        callback=lambda step, x0, x, total: bar.update_absolute(step + 1, total),
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
 
 
 def measure(model, positive, negative, latent, site, block, steps, seed, cfg, sampler_name, scheduler,

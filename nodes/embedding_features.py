@@ -11,6 +11,7 @@ import json
 import torch
 from comfy_api.latest import io
 
+from ..sae.feature_stats import FeatureStats
 from .comfy_types import SAEType
 from .embedding_targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check_width, clip_vision_tensor,
                                 conditioning_tensors)
@@ -18,20 +19,14 @@ from .embedding_targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check
 
 def feature_statistics(sae, tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-feature ``mean``, ``max`` and firing ``count`` over every vector of ``tensors``, plus ``vectors``."""
-    device = sae.device
-    total = torch.zeros(sae.d_sae, dtype=torch.float64, device=device)
-    peak = torch.zeros(sae.d_sae, dtype=torch.float32, device=device)
-    count = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
-    vectors = 0
+    stats = FeatureStats(sae.d_sae)  # accumulated from the sparse codes: no [vectors, d_sae] tensor
     for tensor in tensors:
-        rows = tensor.detach().reshape(-1, tensor.shape[-1]).to(device)  # encode works in fp32
-        for chunk in rows.split(sae.chunk_tokens):  # the kernel's bound: a [chunk, d_sae] code is the largest
-            z = sae.encode(chunk)
-            total += z.sum(0, dtype=torch.float64)
-            peak = torch.maximum(peak, z.amax(0))
-            count += (z > 0).sum(0)
-        vectors += rows.shape[0]
-    return {"mean": (total / max(vectors, 1)).float(), "max": peak, "count": count, "vectors": vectors}
+        rows = tensor.detach().reshape(-1, tensor.shape[-1]).to(sae.device)  # encode works in fp32
+        stats.add(*sae.encode_sparse(rows))
+    if stats.tokens == 0:
+        zeros = torch.zeros(sae.d_sae, device=sae.device)
+        return {"mean": zeros, "max": zeros, "count": zeros.long(), "vectors": 0}
+    return {"mean": stats.mean().float(), "max": stats.max.float(), "count": stats.fired, "vectors": stats.tokens}
 
 
 def top_features(stats: dict, top_n: int) -> list[dict]:

@@ -7,6 +7,7 @@ from .activation_scale_node import SAEActivationScale
 from .clip_vision_edit import SAEClipVisionEdit
 from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
+from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
 from .sae_loader import SAELoader
 
@@ -17,6 +18,7 @@ NODES: list[type[io.ComfyNode]] = [
     SAEConditioningEdit,
     SAEClipVisionEdit,
     SAEEmbeddingFeatures,
+    SAEFeatureScan,
 ]
 
 

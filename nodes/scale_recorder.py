@@ -5,21 +5,15 @@ import torch
 
 from ..sae.running_stats import ActivationStats
 from ..sae.sae_stats import SAEStats
+from .sae_callback import SAECallback
 
 
-class ScaleRecorder:
+class ScaleRecorder(SAECallback):
     """Never changes the activations (returns None); keeps no tensor past the call."""
 
     def __init__(self, name: str, stats: ActivationStats, sae=None, sae_stats: SAEStats | None = None):
-        self.name, self.stats, self.sae, self.sae_stats = name, stats, sae, sae_stats
-
-    def __deepcopy__(self, memo):  # clones of the patched model share the recorder and its SAE
-        return self
-
-    def to(self, device):
-        if self.sae is not None and not isinstance(device, torch.dtype):  # the model's dtype is not the SAE's
-            self.sae.to(device)
-        return self
+        super().__init__(sae)  # clones of the patched model share the recorder and its SAE
+        self.name, self.stats, self.sae_stats = name, stats, sae_stats
 
     def __call__(self, activations: torch.Tensor, event) -> None:
         try:
@@ -27,7 +21,6 @@ class ScaleRecorder:
         except ValueError as err:
             raise ValueError(f"Measure Activation Scale at {self.name}: {err}") from err
         if self.sae is not None:
-            if self.sae.device != activations.device:
-                self.sae.to(activations.device)
+            self.follow(activations)
             self.sae_stats.update(self.sae, activations)
         return None

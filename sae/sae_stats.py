@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .feature_stats import FeatureStats
 from .running_stats import chan_merge
 
 
@@ -21,11 +22,11 @@ class SAEStats:
         self.d_sae, self.d_in = d_sae, d_in
         self.tokens = 0
         self._buffers = None  # made on the first update, on the activations' device
+        self.features = FeatureStats(d_sae)  # per feature: Σ z_f, tokens where z_f > 0, max z_f
 
     def _make_buffers(self, device):
         zeros = lambda n: torch.zeros(n, dtype=torch.float64, device=device)  # noqa: E731
-        self._buffers = dict(fired=zeros(self.d_sae), act_sum=zeros(self.d_sae), act_max=zeros(self.d_sae),
-                             sq_err=zeros(()), cos_sum=zeros(()), x_mean=zeros(self.d_in), x_m2=zeros(self.d_in))
+        self._buffers = dict(sq_err=zeros(()), cos_sum=zeros(()), x_mean=zeros(self.d_in), x_m2=zeros(self.d_in))
 
     @torch.no_grad()
     def update(self, sae, x: torch.Tensor) -> None:
@@ -42,11 +43,7 @@ class SAEStats:
             chunk = flat[start:start + step]
             values, indices = sae.encode_sparse(chunk)
             x_hat = sae.decode_sparse(values, indices, x=chunk).double()
-            # no boolean indexing (a host sync): entries that are not firing have value 0 and add nothing
-            idx, val = indices.reshape(-1), values.reshape(-1).double()
-            b["fired"].index_add_(0, idx, (val > 0).double())  # a ReLU'd 0 in the top-k is not firing
-            b["act_sum"].index_add_(0, idx, val)
-            b["act_max"].scatter_reduce_(0, idx, val, reduce="amax")
+            self.features.add(values, indices)
             xd = chunk.double()
             b["sq_err"] += (xd - x_hat).square().sum()
             b["cos_sum"] += F.cosine_similarity(xd, x_hat, dim=-1).sum()
@@ -65,12 +62,12 @@ class SAEStats:
                     "feature_frequency": [0.0] * self.d_sae, "feature_mean": nan, "feature_max": [0.0] * self.d_sae}
         b = {k: v.cpu() for k, v in self._buffers.items()}
         variance = float(b["x_m2"].sum())
-        fired = b["fired"]
-        mean = torch.where(fired > 0, b["act_sum"] / fired.clamp_min(1), torch.full_like(fired, math.nan))
+        fired, act_sum = self.features.fired.double().cpu(), self.features.sum.cpu()
+        mean = torch.where(fired > 0, act_sum / fired.clamp_min(1), torch.full_like(fired, math.nan))
         return {
             "fvu": float(b["sq_err"]) / variance if variance > 0 else math.nan,
             "cosine": float(b["cos_sum"]) / self.tokens,
             "feature_frequency": (fired / self.tokens).tolist(),
             "feature_mean": mean.tolist(),
-            "feature_max": b["act_max"].tolist(),
+            "feature_max": self.features.max.cpu().tolist(),
         }

@@ -6,14 +6,17 @@ clone of v0.8.0 into the cache. Nothing is ever silently skipped: no ComfyUI mea
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 PINNED_TAG = "v0.8.0"
 PINNED_COMMIT = "fc0cb10bcbee6e73ed3caf34c27f7bde4559a07f"
 UPSTREAM = "https://github.com/comfyanonymous/ComfyUI"
 PACK_ROOT = Path(__file__).resolve().parent.parent
+PACK_NAME = "comfyui_sae_steering"
 
 HOW_TO_PROVIDE = (
     "Provide ComfyUI v0.8.0 in one of these ways:\n"
@@ -80,8 +83,24 @@ def locate_comfyui(allow_clone: bool = True) -> Path:
                           f"nothing usable at {cache}).\n" + HOW_TO_PROVIDE.format(cache=cache))
 
 
+def start_comfyui(comfyui: Path, cpu: bool = True):
+    """Put ``comfyui`` first on ``sys.path`` (so ``import nodes`` is ComfyUI's), choose its device, import
+    ComfyUI and then the pack as the package ``comfyui_sae_steering``, the way ComfyUI imports a custom
+    node folder. Returns the pack's module."""
+    sys.path.insert(0, str(comfyui))
+    from comfy.cli_args import args
+    args.cpu = cpu  # before comfy.model_management is imported anywhere
+    import comfy.model_management  # noqa: F401
+    import nodes  # noqa: F401  (ComfyUI's own)
+    spec = importlib.util.spec_from_file_location(PACK_NAME, PACK_ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(PACK_ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 if __name__ == "__main__":
-    import sys
     try:
         found = locate_comfyui()
     except ComfyUINotFound as err:

@@ -5,26 +5,16 @@ imported as the package ``comfyui_sae_steering``, the way ComfyUI imports a cust
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfyui_locator import PACK_ROOT, ComfyUINotFound, comfyui_version, locate_comfyui  # noqa: E402
+from comfyui_locator import ComfyUINotFound, comfyui_version, locate_comfyui, start_comfyui  # noqa: E402
+from comfyui_locator import PACK_ROOT  # noqa: E402,F401  (tests import it from here)
 
-PACK_NAME = "comfyui_sae_steering"
 COMFYUI: Path | None = None
-
-
-def _import_pack():
-    spec = importlib.util.spec_from_file_location(PACK_NAME, PACK_ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_NAME] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def pytest_configure(config):
@@ -33,12 +23,7 @@ def pytest_configure(config):
         COMFYUI = locate_comfyui()
     except ComfyUINotFound as err:
         raise pytest.UsageError(f"ComfyUI is required for the tests and was not found.\n{err}") from None
-    sys.path.insert(0, str(COMFYUI))
-    from comfy.cli_args import args
-    args.cpu = True  # before comfy.model_management is imported anywhere
-    import comfy.model_management  # noqa: F401
-    import nodes  # noqa: F401  (ComfyUI's own)
-    _import_pack()
+    start_comfyui(COMFYUI, cpu=True)
 
 
 def pytest_report_header(config):

@@ -1,0 +1,1 @@
+"""Benchmarks (run as scripts); ``flux_flops`` is also imported by the tests."""

@@ -1,0 +1,100 @@
+"""``SAEFeatureScan`` ("SAE Feature Scan"): which SAE features fire for a prompt, and where.
+
+It runs one real sampling on a clone of the model with a recording tap at the site (the tap
+returns None: the image is exactly what plain sampling gives), ranks the features and draws
+a heatmap for each of the top ones. Only the positive half of classifier-free guidance is
+recorded (``apply_to="positive"``): the negative prompt's features are not the prompt's.
+With ``contrast`` a second sampling (same seed, latent, negative) runs with ``contrast`` as
+the positive prompt, and features are ranked by how much more they fire for ``positive``.
+"""
+from __future__ import annotations
+
+import logging
+
+import comfy.samplers
+import comfy.utils
+from comfy_api.latest import io
+
+from ..sae.scan_result import scan_result
+from .comfy_types import SAEScanType, SAEType
+from .flux_steer_node import resolve_site, site_inputs
+from .heatmap_draw import draw_heatmaps
+from .scan_recorder import ScanRecorder
+from .site_tap import TapSpec, attach_tap
+from .tap_sampling import run_sampling
+
+VAE_SCALE = 8  # FLUX's VAE: one latent pixel = 8x8 image pixels
+
+log = logging.getLogger(__name__)
+
+
+def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, seed, cfg, sampler_name,
+           scheduler, progress: comfy.utils.ProgressBar, done: int) -> ScanRecorder:
+    """One real sampling with a recording tap on a clone; returns the filled recorder."""
+    recorder = ScanRecorder(sae)
+    patched, _ = attach_tap(model, spec, recorder, d_in=sae.d_in)
+    run_sampling(patched, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler, progress, done)
+    if recorder.stats is None or recorder.stats.tokens == 0:
+        raise ValueError(f"the scan recorded nothing at site {spec.site} block {spec.block} (tokens={spec.tokens}): "
+                         "the site never ran with a positive prompt")
+    return recorder
+
+
+class SAEFeatureScan(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SAEFeatureScan",
+            display_name="SAE Feature Scan",
+            category="sae_steering",
+            description="Sample once with a recording tap and list the SAE features that fire most, with heatmaps.",
+            inputs=[
+                io.Model.Input("model"),
+                SAEType.Input("sae"),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Only used at cfg > 1 (the positive serves when absent). Never recorded."),
+                io.Latent.Input("latent"),
+                *site_inputs(),
+                io.Int.Input("steps", default=8, min=1, max=10000,
+                             tooltip="Every step is recorded; a few steps are enough to find features."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                io.Int.Input("top_n", default=16, min=1, max=4096),
+                io.Conditioning.Input("contrast", optional=True,
+                                      tooltip="Rank by how much more features fire for positive than for this prompt "
+                                              "(a second sampling)."),
+                io.Image.Input("image", optional=True, tooltip="Draw the heatmaps over this image (its first frame)."),
+            ],
+            outputs=[
+                io.String.Output(display_name="features"),
+                io.Image.Output(display_name="heatmaps"),
+                SAEScanType.Output(display_name="scan"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, sae, positive, latent, site, block, tokens, steps, seed, cfg, sampler_name,
+                scheduler, top_n, negative=None, contrast=None, image=None) -> io.NodeOutput:
+        site, block = resolve_site(site, block, sae)
+        spec = TapSpec(site, block, tokens, apply_to="positive")
+        runs = 1 if contrast is None else 2
+        progress = comfy.utils.ProgressBar(steps * runs)
+        args = (latent, steps, seed, cfg, sampler_name, scheduler, progress)
+        main = record(model, sae, spec, positive, negative, *args, done=0)
+        other = None if contrast is None else record(model, sae, spec, contrast, negative, *args, done=steps)
+        meta = dict(site=site, block=block, tokens=tokens, steps=steps, seed=seed, cfg=cfg, recorded="positive")
+        result = scan_result(main.stats, top_n, main.grid, None if other is None else other.stats, meta)
+        log.info("SAE feature scan at %s block %d: %d forwards, top %s", site, block, main.forwards,
+                 result.features[:8])
+
+        if image is not None:
+            size, backdrop = (image.shape[1], image.shape[2]), image[0]
+        else:
+            samples = latent["samples"]
+            size, backdrop = (samples.shape[-2] * VAE_SCALE, samples.shape[-1] * VAE_SCALE), None
+        labels = [f"#{f}  peak {float(m.max()):.3g}" for f, m in zip(result.features, result.maps)]
+        heatmaps = draw_heatmaps(result.maps, size, labels, backdrop)
+        return io.NodeOutput(result.table(), heatmaps, result)

@@ -1,0 +1,20 @@
+"""One real sampling for the nodes that record through taps: as KSampler runs it, with ComfyUI's progress bar."""
+from __future__ import annotations
+
+import comfy.sample
+import comfy.utils
+
+
+def run_sampling(model, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler,
+                 progress: comfy.utils.ProgressBar | None = None, done: int = 0):
+    """``comfy.sample.sample`` of ``latent`` (denoise 1). Without ``negative`` the positive prompt serves
+    as the negative too (at cfg > 1 the guidance then changes nothing). ``progress``: a bar shared by
+    several samplings of one node, ``done`` the steps it counted before this one; else a bar of ``steps``."""
+    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    bar = comfy.utils.ProgressBar(steps) if progress is None else progress
+    return comfy.sample.sample(
+        model, noise, steps, cfg, sampler_name, scheduler, positive, positive if negative is None else negative,
+        latent_image, noise_mask=latent.get("noise_mask"), seed=seed,
+        callback=lambda step, x0, x, total: bar.update_absolute(done + step + 1),
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
