@@ -2,6 +2,8 @@
 
 Nothing in this package imports ComfyUI.
 """
+from .autoencoder import SparseAutoencoder
 from .edit import Edit
+from .load import load_sae
 
-__all__ = ["Edit"]
+__all__ = ["Edit", "SparseAutoencoder", "load_sae"]

@@ -1,0 +1,49 @@
+"""``load_sae``: any public SAE layout (file or folder) -> ``SparseAutoencoder``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .autoencoder import SparseAutoencoder
+from .formats import read_any
+
+
+def load_sae(path, device="cpu", dtype=None, k=None) -> SparseAutoencoder:
+    """Load the SAE at ``path`` (a file or a folder), auto-detecting its layout.
+
+    Weights keep the file's dtype unless ``dtype`` asks for another; ``k`` overrides or supplies the
+    TopK k. Unknown layouts, corrupt files and configs that disagree with the tensors raise
+    ``ValueError``/``FileNotFoundError`` naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"SAE path does not exist: {path}")
+    spec = read_any(path)
+    tensors = spec.tensors
+    if dtype is not None:
+        dtype = _as_dtype(dtype)
+        tensors = {name: t.to(dtype) for name, t in tensors.items()}
+    if device is not None:
+        tensors = {name: t.to(device) for name, t in tensors.items()}
+    config = dict(spec.config)
+    if k is not None:
+        config["k"] = k
+    try:
+        return SparseAutoencoder(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"],
+                                 b_pre=tensors.get("b_pre"), threshold=tensors.get("threshold"),
+                                 source=f"{spec.format}:{path}", **config)
+    except ValueError as err:
+        raise ValueError(f"{path} ({spec.format} layout): {err}") from None
+
+
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp64": torch.float64, "float64": torch.float64}
+
+
+def _as_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        return _DTYPES[dtype.lower()]
+    raise ValueError(f"dtype {dtype!r} is not one of {', '.join(_DTYPES)} or a torch.dtype")
