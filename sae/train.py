@@ -58,14 +58,15 @@ def fraction_of_variance_unexplained(x: torch.Tensor, x_hat: torch.Tensor) -> fl
     return float((x - x_hat).pow(2).sum() / total.clamp_min(1e-12))
 
 
-def _topk_encode(x, W_enc, b_enc, b_dec, k):
-    pre = torch.relu((x - b_dec) @ W_enc.T + b_enc)
-    return pre.topk(k, dim=-1, sorted=False)
+def _preactivations(x, W_enc, b_enc, b_dec):
+    return torch.relu((x - b_dec) @ W_enc.T + b_enc)
 
 
 def _decode(values, indices, W_dec, b_dec):
-    # sparse decode: gather k decoder rows per token instead of a [tokens, d_sae] matmul
-    return torch.einsum("nk,nkd->nd", values, W_dec[indices]) + b_dec
+    # dense on purpose: the backward of a gather of decoder rows accumulates in a thread-dependent
+    # order on the CPU, which would break determinism for a seed; a scatter + matmul does not
+    z = torch.zeros(values.shape[0], W_dec.shape[0], dtype=values.dtype, device=values.device)
+    return z.scatter(1, indices, values) @ W_dec + b_dec
 
 
 def _check_inputs(activations, d_sae, k, steps, lr, batch_size):
@@ -104,23 +105,23 @@ def train_topk_sae(activations: torch.Tensor, d_sae: int, k: int, steps: int = 1
     b_dec = geometric_median(x_all).requires_grad_(True)
     optimizer = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=lr)
 
+    batch_size = min(batch_size, n)
     # a latent is dead when it has not fired for this many tokens; small data needs a short horizon
     dead_after = min(DEAD_AFTER_TOKENS, max(batch_size, 2 * n))
     tokens_since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
     k_aux = min(d_in // 2, d_sae)
     history: list[tuple[int, float]] = []
-    batch_size = min(batch_size, n)
+    # the batch FVU divides by the whole data's variance per token: one constant, no per-batch sum
+    token_variance = (x_all - x_all.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
     with torch.enable_grad():
         for step in range(steps):
             rows = torch.randint(0, n, (batch_size,), generator=generator).to(device)
             x = x_all[rows]
-            values, indices = _topk_encode(x, W_enc, b_enc, b_dec, k)
-            x_hat = _decode(values, indices, W_dec, b_dec)
-            error = x - x_hat
-            variance = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
-            fvu = error.pow(2).sum() / variance
-            loss = fvu + AUXK_COEF * _auxk_loss(x, error, W_enc, b_enc, W_dec, b_dec, tokens_since_fired,
-                                                dead_after, k_aux)
+            pre = _preactivations(x, W_enc, b_enc, b_dec)
+            values, indices = pre.topk(k, dim=-1, sorted=False)
+            error = x - _decode(values, indices, W_dec, b_dec)
+            fvu = error.pow(2).sum() / (batch_size * token_variance)
+            loss = fvu + AUXK_COEF * _auxk_loss(pre, error, W_dec, tokens_since_fired >= dead_after, k_aux)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             _remove_parallel_gradient(W_dec)
@@ -147,18 +148,15 @@ def train_topk_sae(activations: torch.Tensor, d_sae: int, k: int, steps: int = 1
     return sae, report
 
 
-def _auxk_loss(x, error, W_enc, b_enc, W_dec, b_dec, tokens_since_fired, dead_after, k_aux):
+def _auxk_loss(pre, error, W_dec, dead, k_aux):
     """Dead latents reconstruct the main reconstruction's residual (Gao et al. 2024, "AuxK")."""
-    dead = tokens_since_fired >= dead_after
     n_dead = int(dead.sum())
     if n_dead == 0:
-        return x.new_zeros(())
-    pre = torch.relu((x - b_dec) @ W_enc.T + b_enc)
-    pre = pre.masked_fill(~dead, 0.0)
-    values, indices = pre.topk(min(k_aux, n_dead), dim=-1, sorted=False)
-    error_hat = torch.einsum("nk,nkd->nd", values, W_dec[indices])
+        return error.new_zeros(())
+    values, indices = pre.masked_fill(~dead, 0.0).topk(min(k_aux, n_dead), dim=-1, sorted=False)
+    error_hat = _decode(values, indices, W_dec, 0.0)
     target = error.detach()
-    return (error_hat - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
+    return (error_hat - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
 
 
 def _remove_parallel_gradient(W_dec: torch.Tensor) -> None:
