@@ -17,15 +17,15 @@ TINY_FLUX_CONFIG = dict(
 )
 
 
-def build_tiny_flux(seed: int = 0, **overrides):
-    """A ``ModelPatcher`` around a small FLUX on the CPU in fp32, weights drawn from ``seed``."""
+def build_tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
+    """A ``ModelPatcher`` around a small FLUX on the CPU, weights drawn from ``seed`` (then cast to ``dtype``)."""
     import comfy.model_management
     import comfy.model_patcher
     import comfy.supported_models
 
     config = {**TINY_FLUX_CONFIG, **overrides}
     model_config = comfy.supported_models.Flux(config)
-    model_config.set_inference_dtype(torch.float32, None)
+    model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model({})
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -33,11 +33,11 @@ def build_tiny_flux(seed: int = 0, **overrides):
             if param.ndim >= 2:
                 # fan-in scaling keeps every block's activations O(1), like a trained network
                 std = 1.0 / math.sqrt(param.shape[-1])
-                param.copy_(torch.randn(param.shape, generator=generator) * std)
+                param.copy_((torch.randn(param.shape, generator=generator) * std).to(param.dtype))
             elif name.endswith("scale"):
                 param.fill_(1.0)  # RMSNorm gains
             else:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+                param.copy_((torch.randn(param.shape, generator=generator) * 0.02).to(param.dtype))
     model.eval()
     device = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)

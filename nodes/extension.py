@@ -3,10 +3,18 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .flux_steer_node import SAEFluxSteer
+from .sae_loader import SAELoader
+
+NODES: list[type[io.ComfyNode]] = [
+    SAELoader,
+    SAEFluxSteer,
+]
+
 
 class SAESteeringExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return []
+        return list(NODES)
 
 
 async def comfy_entrypoint() -> SAESteeringExtension:

@@ -17,8 +17,6 @@ def load_sae(path, device="cpu", dtype=None, k=None) -> SparseAutoencoder:
     ``ValueError``/``FileNotFoundError`` naming the file.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"SAE path does not exist: {path}")
     spec = read_any(path)
     tensors = spec.tensors
     if dtype is not None:
@@ -28,6 +26,8 @@ def load_sae(path, device="cpu", dtype=None, k=None) -> SparseAutoencoder:
         tensors = {name: t.to(device) for name, t in tensors.items()}
     config = dict(spec.config)
     if k is not None:
+        if config.get("arch") != "topk":
+            raise ValueError(f"{path}: k={k} was given but this {spec.format} SAE is {config.get('arch')}, not TopK")
         config["k"] = k
     try:
         return SparseAutoencoder(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"],

@@ -1,0 +1,75 @@
+"""``SAEFluxSteer`` ("SAE Steer FLUX"): steer SAE features inside FLUX's transformer blocks."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from .comfy_types import SAEType
+from .feature_spec import MODE_NAMES, edits_for, parse_features
+from .flux_sites import APPLY_TO_CHOICES, SITE_NAMES, TOKEN_CHOICES, site_from_hook
+from .site_tap import TapSpec, attach_tap, percent_window
+from .steer_patch import SteerCallback
+
+AUTO_SITE = "auto"
+MAX_BLOCK = 63  # FLUX has 19 double and 38 single blocks; the model checks the real range
+
+
+def resolve_site(site: str, block: int, sae) -> tuple[str, int]:
+    """``auto`` takes site and block from the SAE's metadata (its training hook)."""
+    if site != AUTO_SITE:
+        return site, block
+    found = site_from_hook(sae.hook)
+    if found is None:
+        raise ValueError(f"site is 'auto' but the SAE's metadata names no FLUX site (hook={sae.hook!r}); "
+                         f"choose one of {', '.join(SITE_NAMES)} and the block")
+    return found
+
+
+def site_inputs() -> list:
+    """The site/block/tokens inputs every FLUX-site node shares."""
+    return [
+        io.Combo.Input("site", options=SITE_NAMES + [AUTO_SITE], default="double.img.out",
+                       tooltip="Where the SAE reads and writes (diffusers names in the README); auto = from the SAE's metadata."),
+        io.Int.Input("block", default=0, min=0, max=MAX_BLOCK,
+                     tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1)."),
+        io.Combo.Input("tokens", options=TOKEN_CHOICES, default="image",
+                       tooltip="Single-block sites: which tokens. Image streams: 'all' also takes Kontext reference tokens."),
+    ]
+
+
+class SAEFluxSteer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SAEFluxSteer",
+            display_name="SAE Steer FLUX",
+            category="sae_steering",
+            description="Steer SAE features at one FLUX site during sampling (on a clone of the model).",
+            inputs=[
+                io.Model.Input("model"),
+                SAEType.Input("sae"),
+                *site_inputs(),
+                io.String.Input("features", default="0", multiline=False,
+                                tooltip="22420, or a list with own strengths: 22420:2.0, 17:-1.5"),
+                io.Float.Input("strength", default=1.0, min=-10000.0, max=10000.0, step=0.01,
+                               tooltip="For features listed without their own. FLUX sites want ~0.1-5: measure first."),
+                io.Combo.Input("mode", options=MODE_NAMES, default="add where active",
+                               tooltip="add where active: boost only where the SAE finds the feature (Gytis-style)."),
+                io.Boolean.Input("keep_error", default=True,
+                                 tooltip="Keep what the SAE cannot reconstruct: only the edited features change."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001),
+                io.Combo.Input("apply_to", options=APPLY_TO_CHOICES, default="both",
+                               tooltip="Which half of classifier-free guidance is steered."),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, sae, site, block, tokens, features, strength, mode, keep_error,
+                start_percent, end_percent, apply_to) -> io.NodeOutput:
+        site, block = resolve_site(site, block, sae)
+        edits = edits_for(parse_features(features, strength, sae.d_sae), mode)
+        sigma_start, sigma_end = percent_window(model, start_percent, end_percent)
+        spec = TapSpec(site, block, tokens, apply_to, sigma_start, sigma_end)
+        patched, _ = attach_tap(model, spec, SteerCallback(sae, edits, keep_error), d_in=sae.d_in)
+        return io.NodeOutput(patched)

@@ -1,0 +1,236 @@
+"""One mechanism for reading and writing a FLUX activation site during sampling.
+
+Steering, measuring and scanning all attach a *tap* to a ``model.clone()``: a callback that sees
+the selected activations at a site (rows of the chosen CFG half, the chosen tokens, inside the
+step window) and may return a replacement. The tap is made of
+- a ``WrappersMP.DIFFUSION_MODEL`` wrapper that, per forward, works out which rows and tokens
+  are selected (``cond_or_uncond``, text length from the context, image-token count from the
+  latent) and whether the current sigma is inside the window; for attention/MLP sites it also
+  registers the forward (pre-)hook and removes it in ``finally``;
+- for block-output sites, a ``patches_replace["dit"]`` entry that chains any replacement already
+  there (Skip Layer Guidance and other taps use the same keys).
+Nothing is swapped or overwritten; the shared ``nn.Module`` carries hooks only during a forward.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+import comfy.patcher_extension
+
+from .flux_sites import APPLY_TO_CHOICES, SITES, TOKEN_CHOICES, check_site
+
+STATE_KEY = "sae_steering_taps"  # namespaced key in transformer_options for per-forward state
+_tap_ids = itertools.count()
+
+
+@dataclass(frozen=True)
+class TapSpec:
+    site: str
+    block: int
+    tokens: str = "image"          # single-block sites: image | text | all; double img sites: all adds Kontext refs
+    apply_to: str = "both"         # positive | negative | both
+    sigma_start: float = float("inf")   # steer while sigma_end <= sigma <= sigma_start
+    sigma_end: float = 0.0
+
+    def __post_init__(self):
+        if self.tokens not in TOKEN_CHOICES:
+            raise ValueError(f"tokens {self.tokens!r} is not one of {', '.join(TOKEN_CHOICES)}")
+        if self.apply_to not in APPLY_TO_CHOICES:
+            raise ValueError(f"apply_to {self.apply_to!r} is not one of {', '.join(APPLY_TO_CHOICES)}")
+
+
+@dataclass
+class TapEvent:
+    """What a callback learns about the activations it is handed."""
+    spec: TapSpec
+    sigma: float
+    rows: torch.Tensor            # batch rows handed over (indices into the full batch)
+    grid: tuple[int, int]         # (h, w) of the generated image in tokens (latent / patch size)
+    txt_len: int                  # text tokens in this forward (T5 >= 256, Redux adds more)
+    cond_or_uncond: list[int]     # 0 = positive, 1 = negative, one entry per batch chunk
+    tokens: slice | None = None   # token range handed over, within the site's stream
+    image_tokens: slice | None = None  # the generated image's tokens, relative to the handed-over range
+
+
+TapCallback = Callable[[torch.Tensor, TapEvent], Optional[torch.Tensor]]
+
+
+@dataclass
+class _ForwardState:
+    event: TapEvent | None        # None: nothing selected in this forward (outside window, no rows)
+
+
+def percent_window(model, start_percent: float, end_percent: float) -> tuple[float, float]:
+    """Sigma bounds of a step window, from the model's own ``model_sampling``."""
+    if not 0.0 <= start_percent <= end_percent <= 1.0:
+        raise ValueError(f"start_percent ({start_percent}) and end_percent ({end_percent}) must satisfy "
+                         "0 <= start_percent <= end_percent <= 1")
+    sampling = model.get_model_object("model_sampling")
+    return float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent))
+
+
+def _selected_rows(apply_to: str, cond_or_uncond: list[int], batch: int, device) -> torch.Tensor | None:
+    """Row indices of the chosen CFG half; None when all rows are chosen."""
+    if apply_to == "both":
+        return None
+    wanted = 0 if apply_to == "positive" else 1
+    per_chunk = batch // max(len(cond_or_uncond), 1)
+    mask = torch.tensor([c == wanted for c in cond_or_uncond], dtype=torch.bool).repeat_interleave(per_chunk)
+    return mask.nonzero().flatten().to(device)
+
+
+def _token_range(spec: TapSpec, stream_len: int, txt_len: int, img_tokens: int) -> tuple[slice, slice | None]:
+    """(handed-over token range within the stream, image tokens relative to that range)."""
+    stream = SITES[spec.site].stream
+    if stream == "txt":
+        return slice(0, stream_len), None
+    if stream == "img":
+        if spec.tokens == "all":  # includes Kontext reference-latent tokens after the image
+            return slice(0, stream_len), slice(0, img_tokens)
+        return slice(0, img_tokens), slice(0, img_tokens)
+    # single blocks: cat(txt, img[, refs])
+    if spec.tokens == "text":
+        return slice(0, txt_len), None
+    if spec.tokens == "image":
+        return slice(txt_len, txt_len + img_tokens), slice(0, img_tokens)
+    return slice(0, stream_len), slice(txt_len, txt_len + img_tokens)
+
+
+class SiteTap:
+    """A callback attached to one site; also the DIFFUSION_MODEL wrapper and block patch."""
+
+    def __init__(self, spec: TapSpec, callback: TapCallback, hidden_size: int, patch_size: int):
+        self.spec = spec
+        self.site = SITES[spec.site]
+        self.callback = callback
+        self.hidden_size = hidden_size
+        self.patch_size = patch_size
+        self.uid = f"{spec.site}:{spec.block}:{next(_tap_ids)}"
+        self.previous = None  # block replacement this one chains (block-output sites)
+
+    # ModelPatcher.clone() deep-copies model_options: share the tap (and its SAE), never copy it.
+    def __deepcopy__(self, memo):
+        return self
+
+    def to(self, device_or_dtype):
+        """Called by ComfyUI when the model moves; the callback decides what follows a device."""
+        if isinstance(device_or_dtype, (torch.device, str)) and hasattr(self.callback, "to"):
+            self.callback.to(device_or_dtype)
+        if self.previous is not None and hasattr(self.previous, "to"):
+            self.previous = self.previous.to(device_or_dtype)
+        return self
+
+    # -- per forward -------------------------------------------------------------------------
+    def _forward_state(self, x, context, transformer_options) -> _ForwardState:
+        sigmas = transformer_options.get("sigmas")
+        sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float("nan")
+        if not self.spec.sigma_end <= sigma <= self.spec.sigma_start:
+            return _ForwardState(None)
+        cond_or_uncond = list(transformer_options.get("cond_or_uncond", [0]))
+        rows = _selected_rows(self.spec.apply_to, cond_or_uncond, x.shape[0], x.device)
+        if rows is not None and rows.numel() == 0:
+            return _ForwardState(None)  # e.g. apply_to=negative at cfg 1: there is no negative half
+        h = (x.shape[-2] + self.patch_size // 2) // self.patch_size
+        w = (x.shape[-1] + self.patch_size // 2) // self.patch_size
+        rows = torch.arange(x.shape[0], device=x.device) if rows is None else rows
+        return _ForwardState(TapEvent(self.spec, sigma, rows, (h, w), context.shape[1], cond_or_uncond))
+
+    def _apply(self, stream: torch.Tensor, state: _ForwardState | None, channels: slice | None = None):
+        """Hand the selected part of ``stream`` to the callback; put back what it returns."""
+        if state is None or state.event is None:
+            return stream
+        full = stream if channels is None else stream[..., channels]
+        h, w = state.event.grid
+        tokens, image = _token_range(self.spec, full.shape[1], state.event.txt_len, h * w)
+        event = dataclasses.replace(state.event, tokens=tokens, image_tokens=image)
+        all_rows = event.rows.numel() == full.shape[0]
+        selected = full[:, tokens] if all_rows else full[event.rows, tokens]
+        replacement = self.callback(selected, event)
+        if replacement is None or replacement is selected:  # nothing changed: keep the tensor as it is
+            return stream
+        out = stream.clone()  # never write into the block's own tensor (blocks add in place)
+        target = out if channels is None else out[..., channels]
+        if all_rows:
+            target[:, tokens] = replacement.to(out.dtype)
+        else:
+            target[event.rows, tokens] = replacement.to(out.dtype)
+        return out
+
+    # -- DIFFUSION_MODEL wrapper ---------------------------------------------------------------
+    def __call__(self, executor, x, timestep, context, *args, **kwargs):
+        # DIFFUSION_MODEL wrappers get (x, timestep, context, y, guidance, ref_latents, control, transformer_options)
+        transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
+        state = self._forward_state(x, context, transformer_options)
+        states = transformer_options.setdefault(STATE_KEY, {})
+        states[self.uid] = state
+        handle = None
+        try:
+            if self.site.hook != "block" and state.event is not None:
+                handle = self._register_hook(executor.class_obj, state)
+            return executor(x, timestep, context, *args, **kwargs)
+        finally:
+            if handle is not None:
+                handle.remove()
+            states.pop(self.uid, None)
+
+    def _register_hook(self, diffusion_model, state: _ForwardState):
+        blocks = diffusion_model.double_blocks if self.site.block_type == "double" else diffusion_model.single_blocks
+        module = blocks[self.spec.block].get_submodule(self.site.module)
+        if self.site.hook == "pre":
+            attn = slice(0, self.hidden_size)  # linear2 input = cat(attention output, mlp activations)
+
+            def pre_hook(_module, inputs):
+                return (self._apply(inputs[0], state, channels=attn),) + tuple(inputs[1:])
+            return module.register_forward_pre_hook(pre_hook)
+
+        def hook(_module, _inputs, output):
+            return self._apply(output, state)
+        return module.register_forward_hook(hook)
+
+    # -- patches_replace["dit"] entry for block-output sites -----------------------------------
+    def block_patch(self, args, extra):
+        out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
+        state = args["transformer_options"].get(STATE_KEY, {}).get(self.uid)
+        if state is None or state.event is None:
+            return out
+        key = "img" if self.site.stream in ("img", "joint") else "txt"
+        out = dict(out)
+        out[key] = self._apply(out[key], state)
+        return out
+
+
+class _BlockPatch:
+    """The object stored in patches_replace: a thin, deep-copy-safe forwarder to the tap."""
+
+    def __init__(self, tap: SiteTap):
+        self.tap = tap
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def to(self, device_or_dtype):
+        self.tap.to(device_or_dtype)
+        return self
+
+    def __call__(self, args, extra):
+        return self.tap.block_patch(args, extra)
+
+
+def attach_tap(model, spec: TapSpec, callback: TapCallback, d_in: int | None = None):
+    """Return a clone of ``model`` with ``callback`` tapping ``spec``; ``model`` is untouched."""
+    site = check_site(model, spec.site, spec.block, d_in)
+    diffusion_model = model.get_model_object("diffusion_model")
+    patched = model.clone()
+    tap = SiteTap(spec, callback, diffusion_model.hidden_size, diffusion_model.patch_size)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, tap.uid, tap)
+    if site.hook == "block":
+        key = (f"{site.block_type}_block", spec.block)
+        existing = patched.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+        tap.previous = existing.get(key)
+        patched.set_model_patch_replace(_BlockPatch(tap), "dit", key[0], key[1])
+    return patched, tap
