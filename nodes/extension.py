@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .activation_scale_node import SAEActivationScale
 from .flux_steer_node import SAEFluxSteer
 from .sae_loader import SAELoader
 
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
     SAEFluxSteer,
+    SAEActivationScale,
 ]
 
 

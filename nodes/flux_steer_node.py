@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .comfy_types import SAEType
+from .comfy_types import SAEScaleType, SAEType
 from .feature_spec import MODE_NAMES, edits_for, parse_features
 from .flux_sites import APPLY_TO_CHOICES, SITE_NAMES, TOKEN_CHOICES, site_from_hook
 from .site_tap import TapSpec, attach_tap, percent_window
 from .steer_patch import SteerCallback
 
 AUTO_SITE = "auto"
+STRENGTH_UNITS = ["absolute", "× feature mean", "× token norm"]
 MAX_BLOCK = 63  # FLUX has 19 double and 38 single blocks; the model checks the real range
 
 
@@ -24,16 +25,37 @@ def resolve_site(site: str, block: int, sae) -> tuple[str, int]:
     return found
 
 
-def site_inputs() -> list:
-    """The site/block/tokens inputs every FLUX-site node shares."""
-    return [
-        io.Combo.Input("site", options=SITE_NAMES + [AUTO_SITE], default="double.img.out",
+def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, block: int, sae,
+             mode: str) -> list[tuple[int, float]]:
+    """Absolute strengths from strengths in ``unit``, read from the measured ``scale`` at (site, block)."""
+    if unit not in STRENGTH_UNITS:
+        raise ValueError(f"strength_unit {unit!r} is not one of {', '.join(STRENGTH_UNITS)}")
+    if unit == "absolute":
+        return features
+    if mode == "scale":
+        raise ValueError(f"mode 'scale' multiplies features: its strength is a factor, use strength_unit 'absolute' "
+                         f"(got {unit!r})")
+    if scale is None:
+        raise ValueError(f"strength_unit {unit!r} needs the scale input: connect Measure Activation Scale's "
+                         f"scale measured at {site}[{block}]")
+    if unit == "× token norm":
+        norm = scale.token_norm(site, block, unit)
+        return [(f, v * norm) for f, v in features]
+    return [(f, v * scale.feature_mean(site, block, f, sae.d_sae, unit)) for f, v in features]
+
+
+def site_inputs(extra_sites: tuple[str, ...] = (), with_tokens: bool = True) -> list:
+    """The site/block/tokens inputs every FLUX-site node shares (``extra_sites`` add site choices)."""
+    inputs = [
+        io.Combo.Input("site", options=SITE_NAMES + [AUTO_SITE, *extra_sites], default="double.img.out",
                        tooltip="Where the SAE reads and writes (diffusers names in the README); auto = from the SAE's metadata."),
         io.Int.Input("block", default=0, min=0, max=MAX_BLOCK,
                      tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1)."),
-        io.Combo.Input("tokens", options=TOKEN_CHOICES, default="image",
-                       tooltip="Single-block sites: which tokens. Image streams: 'all' also takes Kontext reference tokens."),
     ]
+    if with_tokens:
+        inputs.append(io.Combo.Input("tokens", options=TOKEN_CHOICES, default="image",
+                                     tooltip="Single-block sites: which tokens. Image streams: 'all' also takes Kontext reference tokens."))
+    return inputs
 
 
 class SAEFluxSteer(io.ComfyNode):
@@ -60,15 +82,21 @@ class SAEFluxSteer(io.ComfyNode):
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001),
                 io.Combo.Input("apply_to", options=APPLY_TO_CHOICES, default="both",
                                tooltip="Which half of classifier-free guidance is steered."),
+                SAEScaleType.Input("scale", optional=True,
+                                   tooltip="Measured statistics (Measure Activation Scale) for the strength units."),
+                io.Combo.Input("strength_unit", options=STRENGTH_UNITS, default="absolute",
+                               tooltip="Strengths as given, or times the feature's mean activation when active / "
+                                       "the site's mean token norm, read from scale at this site."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, sae, site, block, tokens, features, strength, mode, keep_error,
-                start_percent, end_percent, apply_to) -> io.NodeOutput:
+                start_percent, end_percent, apply_to, scale=None, strength_unit="absolute") -> io.NodeOutput:
         site, block = resolve_site(site, block, sae)
-        edits = edits_for(parse_features(features, strength, sae.d_sae), mode)
+        parsed = parse_features(features, strength, sae.d_sae)
+        edits = edits_for(in_units(parsed, strength_unit, scale, site, block, sae, mode), mode)
         sigma_start, sigma_end = percent_window(model, start_percent, end_percent)
         spec = TapSpec(site, block, tokens, apply_to, sigma_start, sigma_end)
         patched, _ = attach_tap(model, spec, SteerCallback(sae, edits, keep_error), d_in=sae.d_in)

@@ -180,11 +180,28 @@ class SparseAutoencoder:
             raise ValueError(f"decode input has shape {tuple(z.shape)}: its last dimension must be d_sae={self.d_sae}")
         zf = z.reshape(-1, self.d_sae).to(self._math_dtype)
         out = torch.addmm(self._w(self.b_dec), zf, self._w(self.W_dec))
-        if self.normalize == "layer_norm" and x is not None:
-            xf = self._flat(x).to(self._math_dtype)
-            mu = xf.mean(dim=-1, keepdim=True)
-            out = out * (xf - mu).std(dim=-1, keepdim=True) + mu
-        return out.reshape(*z.shape[:-1], self.d_in)
+        return self._denormalise(out, x).reshape(*z.shape[:-1], self.d_in)
+
+    @torch.no_grad()
+    def decode_sparse(self, values: torch.Tensor, indices: torch.Tensor, *, x: torch.Tensor | None = None):
+        """x_hat [..., d_in] from ``encode_sparse``'s (values, indices), without a dense z; ``x`` as in ``decode``."""
+        m = values.shape[-1]
+        lead = values.shape[:-1]
+        W_dec, b_dec = self._w(self.W_dec), self._w(self.b_dec)
+        if m == 0:  # nothing active anywhere (ReLU/JumpReLU)
+            out = b_dec.expand(int(torch.tensor(lead).prod()), self.d_in).clone()
+        else:
+            out = F.embedding_bag(indices.reshape(-1, m), W_dec, mode="sum",
+                                  per_sample_weights=values.reshape(-1, m).to(self._math_dtype)) + b_dec
+        return self._denormalise(out, x).reshape(*lead, self.d_in)
+
+    def _denormalise(self, out: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+        """Layer-norm SAEs: undo the input's per-token normalisation (μ, σ of ``x``) on a decoded output."""
+        if self.normalize != "layer_norm" or x is None:
+            return out
+        xf = self._flat(x).to(self._math_dtype)
+        mu = xf.mean(dim=-1, keepdim=True)
+        return out * (xf - mu).std(dim=-1, keepdim=True) + mu
 
     @torch.no_grad()
     def encode_sparse(self, x: torch.Tensor):
