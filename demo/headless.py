@@ -82,6 +82,20 @@ async def _load_nodes(nodes) -> None:
     await nodes.init_external_custom_nodes()
 
 
+def pack_module(submodule: str):
+    """A module of this pack as ComfyUI loaded it (e.g. ``"nodes.site_tap"``): one copy per process."""
+    import importlib
+
+    import nodes
+
+    for module_dir in nodes.LOADED_MODULE_DIRS.values():
+        if Path(module_dir).resolve() == PACK_ROOT:
+            package = module_dir.replace(".", "_x_")  # how nodes.load_custom_node names a folder's module
+            if package in sys.modules:
+                return importlib.import_module(f"{package}.{submodule}")
+    raise RuntimeError(f"the pack at {PACK_ROOT} is not loaded in ComfyUI (start_comfyui first)")
+
+
 def add_model_file(folder_name: str, path: str | os.PathLike) -> str:
     """Make a model file visible to ComfyUI's loaders under ``folder_name``; returns the name to use."""
     import folder_paths

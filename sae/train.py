@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .sae_stats import SAEStats
+
 log = logging.getLogger(__name__)
 
 DEAD_AFTER_TOKENS = 10_000_000  # sparsify's default dead-latent horizon; shortened below for small data
@@ -50,12 +52,6 @@ def geometric_median(points: torch.Tensor, iterations: int = 50, eps: float = 1e
             return new
         median = new
     return median
-
-
-def fraction_of_variance_unexplained(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """FVU = ||x − x̂||² / ||x − mean(x)||² over all tokens: 0 is perfect, 1 is "predict the mean"."""
-    total = (x - x.mean(0)).pow(2).sum()
-    return float((x - x_hat).pow(2).sum() / total.clamp_min(1e-12))
 
 
 def _preactivations(x, W_enc, b_enc, b_dec):
@@ -168,15 +164,10 @@ def _remove_parallel_gradient(W_dec: torch.Tensor) -> None:
         W_dec.grad -= parallel * W_dec
 
 
-@torch.no_grad()
-def _evaluate(sae, x_all: torch.Tensor, chunk: int = 4096) -> tuple[float, float]:
+def _evaluate(sae, x_all: torch.Tensor) -> tuple[float, float]:
     """FVU over all tokens and the fraction of latents that never fire on them."""
-    squared_error = x_all.new_zeros(())
-    ever_fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=x_all.device)
-    for start in range(0, x_all.shape[0], chunk):
-        x = x_all[start:start + chunk]
-        z = sae.encode(x)
-        squared_error += (x - sae.decode(z)).pow(2).sum()
-        ever_fired |= (z > 0).any(0)
-    total = (x_all - x_all.mean(0)).pow(2).sum().clamp_min(1e-12)
-    return float(squared_error / total), float(1.0 - ever_fired.float().mean())
+    stats = SAEStats(sae.d_sae, sae.d_in)
+    stats.update(sae, x_all)
+    summary = stats.summary()
+    never_fired = sum(1 for f in summary["feature_frequency"] if f == 0)
+    return summary["fvu"], never_fired / sae.d_sae
