@@ -106,6 +106,7 @@ def run_tiny(args, work: Path, out: Path) -> list[str]:
     from sae.sae_stats import SAEStats
     from sae.train import train_topk_sae
 
+    from .comparison import write_comparison
     from .comfy_nodes import DEMO_FLUX, demo_flux, register_demo_nodes
     from .record import record_site
     from .steering_prompt import SteeringSettings, steering_prompt
@@ -151,16 +152,17 @@ def run_tiny(args, work: Path, out: Path) -> list[str]:
     t = time.perf_counter()
     history = run_prompt(steering_prompt(settings))
     print(f"Ran the steering workflow through ComfyUI's PromptExecutor in {time.perf_counter() - t:.1f} s")
-    written = collect_outputs(history, work, out, {"save_unsteered": "unsteered.png", "save_steered": "steered.png",
+    collect_outputs(history, work, out, {"save_unsteered": "unsteered.png", "save_steered": "steered.png",
                                                    "save_plot": "scale_plot.png"})
     shutil.copyfile(work / "output" / "scale_report.txt", out / "scale_report.txt")
     (out / "training_report.json").write_text(json.dumps(
         {**report.as_dict(), "site": args.site, "block": args.block, "feature": settings.feature,
          "feature_frequency": freq, "feature_mean": mean, "strength_x_feature_mean": args.strength}, indent=2) + "\n")
-    difference = image_difference(out / "unsteered.png", out / "steered.png")
-    print(f"Mean absolute pixel difference steered vs unsteered: {difference:.2f} / 255")
-    return ["unsteered.png", "steered.png", "scale_report.txt", "scale_plot.png"] + written[3:] + \
-        ["training_report.json", SAE_FILE]
+    difference = write_comparison(out / "unsteered.png", out / "steered.png", out / "comparison.png")
+    print(f"Steered vs unsteered: mean absolute pixel difference {difference:.2f} / 255 (comparison.png: "
+          "unsteered | steered | where they differ)")
+    return ["unsteered.png", "steered.png", "comparison.png", "scale_report.txt", "scale_plot.png",
+            "training_report.json", SAE_FILE]
 
 
 def choose_feature(summary: dict) -> int:
@@ -186,13 +188,6 @@ def collect_outputs(history: dict, work: Path, out: Path, names: dict[str, str])
         shutil.move(work / "output" / image.get("subfolder", "") / image["filename"], out / name)
         written.append(name)
     return written
-
-
-def image_difference(a: Path, b: Path) -> float:
-    import numpy as np
-    from PIL import Image
-
-    return float(np.abs(np.asarray(Image.open(a), dtype=np.float64) - np.asarray(Image.open(b), dtype=np.float64)).mean())
 
 
 # ---- real models: example workflow 1 -----------------------------------------------------------
