@@ -23,6 +23,11 @@ def _import_pack():
                                                   submodule_search_locations=[str(PACK_ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_NAME] = module
+    # The repository root holds __init__.py, so pytest imports it for its Package node; when the folder's
+    # name is no identifier (a clone named ComfyUI-SAE-Steering) it asks for a top-level module "__init__",
+    # whose relative imports fail. Hand it the pack, imported properly here.
+    if not PACK_ROOT.name.isidentifier():
+        sys.modules["__init__"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -55,3 +60,27 @@ def tiny_flux():
 def tiny_cond():
     from comfyui_sae_steering.demo.tiny_flux import tiny_conditioning
     return tiny_conditioning(seed=1), tiny_conditioning(seed=2)
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """One real ComfyUI server for every end-to-end test: this pack plus the test-only node pack in
+    its custom_nodes, placeholder model files and a tiny SAE in its temporary base folder."""
+    from e2e_models import write_placeholders, write_tiny_sae
+    from server_harness import ComfyServer
+
+    base = tmp_path_factory.mktemp("comfyui_base")
+    write_placeholders(base)
+    write_tiny_sae(base)
+    server = ComfyServer(COMFYUI, base, {"ComfyUI-SAE-Steering": PACK_ROOT,
+                                         "sae_e2e_test_nodes": Path(__file__).parent / "e2e_test_nodes"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def object_info(comfy_server):
+    return comfy_server.get("/object_info")
