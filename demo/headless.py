@@ -96,6 +96,35 @@ def pack_module(submodule: str):
     raise RuntimeError(f"the pack at {PACK_ROOT} is not loaded in ComfyUI (start_comfyui first)")
 
 
+def import_from_tests(name: str):
+    """A helper module the tests and the demo share (``tests/<name>.py``)."""
+    import importlib
+
+    tests = str(PACK_ROOT / "tests")
+    sys.path.insert(0, tests)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(tests)
+
+
+def object_info(class_types) -> dict:
+    """What ``GET /object_info`` serves for these node types (the fields the UI-to-API conversion reads)."""
+    import nodes
+    from comfy_api.internal import _ComfyNodeInternal
+
+    require_nodes(*class_types)
+    info = {}
+    for kind in class_types:
+        cls = nodes.NODE_CLASS_MAPPINGS[kind]
+        if issubclass(cls, _ComfyNodeInternal):
+            info[kind] = cls.GET_NODE_INFO_V1()
+        else:
+            inputs = cls.INPUT_TYPES()
+            info[kind] = {"input": inputs, "input_order": {key: list(value) for key, value in inputs.items()}}
+    return info
+
+
 def add_model_file(folder_name: str, path: str | os.PathLike) -> str:
     """Make a model file visible to ComfyUI's loaders under ``folder_name``; returns the name to use."""
     import folder_paths

@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .headless import PACK_ROOT, add_model_file, pack_module, require_nodes, run_prompt, start_comfyui
+from .headless import (PACK_ROOT, add_model_file, import_from_tests, pack_module, require_nodes, run_prompt,
+                       start_comfyui)
 
 PACK_NODES = ("SAELoader", "SAEActivationScale", "SAEFluxSteer")
 REAL_MODEL_FLAGS = {"unet": "SAE_DEMO_UNET", "clip_l": "SAE_DEMO_CLIP_L", "t5": "SAE_DEMO_T5",
@@ -36,11 +37,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="ComfyUI checkout (default: $COMFYUI_PATH, else found as the tests find it)")
     p.add_argument("--fast", action="store_true", help="smaller everything: seconds, for the tests")
     tiny = p.add_argument_group("embedded default (tiny FLUX)")
-    tiny.add_argument("--site", default="double.img.out", help="site the SAE is trained on and steers")
-    tiny.add_argument("--block", type=int, default=1, help="block index at that site")
-    tiny.add_argument("--feature", type=int, default=None, help="feature to steer (default: chosen from the data)")
-    tiny.add_argument("--strength", type=float, default=8.0,
-                      help="add-where-active strength in units of the feature's measured mean (default 8)")
+    both = p.add_argument_group("both runs (real models: default = the workflow's own values)")
+    both.add_argument("--site", default=None, help="site measured and steered (tiny default: double.img.out)")
+    both.add_argument("--block", type=int, default=None, help="block index at that site (tiny default: 1)")
+    both.add_argument("--feature", type=int, default=None, help="feature to steer (tiny default: chosen from the data)")
+    both.add_argument("--strength", type=float, default=None,
+                      help="steering strength in units of the feature's measured mean (tiny default: 8)")
     tiny.add_argument("--size", type=int, default=None, help="image size in pixels (default 256, fast 128)")
     tiny.add_argument("--steps", type=int, default=None, help="sampling steps (default 8, fast 4)")
     tiny.add_argument("--seed", type=int, default=0, help="noise seed of both branches")
@@ -58,6 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         missing = [f"--{f.replace('_', '-')} / {REAL_MODEL_FLAGS[f]}" for f in REAL_MODEL_FLAGS if f not in given]
         p.error(f"real-model run needs all five files; missing: {', '.join(missing)}")
     args.real = bool(given)
+    if not args.real:
+        args.site = args.site or "double.img.out"
+        args.block = 1 if args.block is None else args.block
+        args.strength = 8.0 if args.strength is None else args.strength
     args.size = args.size or (128 if args.fast else 256)
     args.steps = args.steps or (4 if args.fast else 8)
     args.train_steps = args.train_steps or (150 if args.fast else 400)
@@ -65,16 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def locate_comfyui(explicit: str | None) -> Path:
-    sys.path.insert(0, str(PACK_ROOT / "tests"))
-    try:
-        from comfyui_locator import ComfyUINotFound, locate_comfyui as locate
-    finally:
-        sys.path.remove(str(PACK_ROOT / "tests"))
+    locator = import_from_tests("comfyui_locator")
     if explicit:
         os.environ["COMFYUI_PATH"] = explicit
     try:
-        return locate()
-    except ComfyUINotFound as err:
+        return locator.locate_comfyui()
+    except locator.ComfyUINotFound as err:
         sys.exit(f"error: {err}")
 
 
@@ -153,7 +155,7 @@ def run_tiny(args, work: Path, out: Path) -> list[str]:
     history = run_prompt(steering_prompt(settings))
     print(f"Ran the steering workflow through ComfyUI's PromptExecutor in {time.perf_counter() - t:.1f} s")
     collect_outputs(history, work, out, {"save_unsteered": "unsteered.png", "save_steered": "steered.png",
-                                                   "save_plot": "scale_plot.png"})
+                                         "save_plot": "scale_plot.png"})
     shutil.copyfile(work / "output" / "scale_report.txt", out / "scale_report.txt")
     (out / "training_report.json").write_text(json.dumps(
         {**report.as_dict(), "site": args.site, "block": args.block, "feature": settings.feature,
@@ -195,7 +197,10 @@ def run_real_models(args, work: Path, out: Path) -> list[str]:
     from .workflow_run import run_example_workflow
 
     files = {flag: getattr(args, flag) for flag in REAL_MODEL_FLAGS}
-    return run_example_workflow(EXAMPLE_WORKFLOW, files, work, out)
+    overrides = {name: getattr(args, name) for name in ("site", "block", "feature", "strength")}
+    print(f"Running example workflow 1 ({EXAMPLE_WORKFLOW.name}) on: "
+          + ", ".join(f"{flag}={Path(path).name}" for flag, path in files.items()))
+    return run_example_workflow(EXAMPLE_WORKFLOW, files, work, out, overrides)
 
 
 if __name__ == "__main__":
