@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .headless import (PACK_ROOT, add_model_file, import_from_tests, pack_module, require_nodes, run_prompt,
-                       start_comfyui)
+from .headless import (PACK_ROOT, PromptFailed, add_model_file, import_from_tests, pack_module, require_nodes,
+                       run_prompt, start_comfyui)
 
 PACK_NODES = ("SAELoader", "SAEActivationScale", "SAEFluxSteer")
 REAL_MODEL_FLAGS = {"unet": "SAE_DEMO_UNET", "clip_l": "SAE_DEMO_CLIP_L", "t5": "SAE_DEMO_T5",
@@ -88,16 +88,27 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sae-demo-") as work:
         work = Path(work)
-        start_comfyui(comfyui, work, cpu=args.cpu or not args.real)
-        require_nodes(*PACK_NODES)
-        if args.real:
-            written = run_real_models(args, work, out)
-        else:
-            written = run_tiny(args, work, out)
+        t = time.perf_counter()
+        start_comfyui(comfyui, work, cpu=args.cpu or not args.real or not has_accelerator())
+        print(f"ComfyUI {comfyui} started headless with the pack loaded in {time.perf_counter() - t:.1f} s")
+        try:
+            require_nodes(*PACK_NODES)
+            written = run_real_models(args, work, out) if args.real else run_tiny(args, work, out)
+        except (PromptFailed, FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Written to {out}:")
     for name in written:
         print(f"  {out / name}")
     return 0
+
+
+def has_accelerator() -> bool:
+    """Whether ComfyUI's default device would work; without one the real models run on the CPU."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available())
 
 
 # ---- embedded default ------------------------------------------------------------------------

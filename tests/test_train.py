@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from comfyui_sae_steering.sae import load_sae
+from comfyui_sae_steering.sae.formats import pack
 from comfyui_sae_steering.sae.train import geometric_median, train_topk_sae
 
 
@@ -83,3 +85,16 @@ def test_non_finite_activations_are_refused():
     x[5, 3] = float("nan")
     with pytest.raises(ValueError, match="inf or NaN"):
         train_topk_sae(x, d_sae=64, k=4, steps=1)
+
+
+def test_trained_sae_saves_and_reloads_through_load_sae(tmp_path):
+    x = sparse_data(seed=4)
+    sae, _ = train_topk_sae(x, d_sae=64, k=4, steps=30, seed=0, hook="single.out.1")
+    path = tmp_path / "models" / "sae" / "trained.safetensors"
+    path.parent.mkdir(parents=True)
+    pack.write(sae, path)
+    loaded = load_sae(path)
+    for name, t in sae.tensors().items():
+        assert torch.equal(loaded.tensors()[name], t), name
+    assert (loaded.arch, loaded.k, loaded.hook) == ("topk", 4, "single.out.1")
+    assert torch.equal(loaded.encode(x), sae.encode(x))
