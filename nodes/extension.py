@@ -4,6 +4,9 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .activation_scale_node import SAEActivationScale
+from .clip_vision_edit import SAEClipVisionEdit
+from .conditioning_edit import SAEConditioningEdit
+from .embedding_features import SAEEmbeddingFeatures
 from .flux_steer_node import SAEFluxSteer
 from .sae_loader import SAELoader
 
@@ -11,6 +14,9 @@ NODES: list[type[io.ComfyNode]] = [
     SAELoader,
     SAEFluxSteer,
     SAEActivationScale,
+    SAEConditioningEdit,
+    SAEClipVisionEdit,
+    SAEEmbeddingFeatures,
 ]
 
 

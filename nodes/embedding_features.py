@@ -1,0 +1,106 @@
+"""Node ``SAEEmbeddingFeatures``: which SAE features fire on a conditioning or CLIP-vision embedding.
+
+The feature indices to put into SAE Edit Conditioning / SAE Edit CLIP Vision come from here.
+Every vector of the target (pooled vectors, or every token of every entry) is encoded; features are
+ranked by their mean value over those vectors, with their maximum and how often they fire (z > 0).
+"""
+from __future__ import annotations
+
+import json
+
+import torch
+from comfy_api.latest import io
+
+from .comfy_types import SAEType
+from .embedding_targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check_width, clip_vision_tensor,
+                                conditioning_tensors)
+
+
+def feature_statistics(sae, tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-feature ``mean``, ``max`` and firing ``count`` over every vector of ``tensors``, plus ``vectors``."""
+    device = sae.device
+    total = torch.zeros(sae.d_sae, dtype=torch.float64, device=device)
+    peak = torch.zeros(sae.d_sae, dtype=torch.float32, device=device)
+    count = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
+    vectors = 0
+    for tensor in tensors:
+        rows = tensor.detach().reshape(-1, tensor.shape[-1]).to(device)  # encode works in fp32
+        for chunk in rows.split(sae.chunk_tokens):  # the kernel's bound: a [chunk, d_sae] code is the largest
+            z = sae.encode(chunk)
+            total += z.sum(0, dtype=torch.float64)
+            peak = torch.maximum(peak, z.amax(0))
+            count += (z > 0).sum(0)
+        vectors += rows.shape[0]
+    return {"mean": (total / max(vectors, 1)).float(), "max": peak, "count": count, "vectors": vectors}
+
+
+def top_features(stats: dict, top_n: int) -> list[dict]:
+    """The ``top_n`` features by mean value, leaving out features that never fire."""
+    fired = int((stats["count"] > 0).sum())
+    values, indices = stats["mean"].topk(min(top_n, fired))  # codes are >= 0: a feature that fires has mean > 0
+    vectors = stats["vectors"]
+    return [{"feature": int(f), "mean": float(m), "max": float(stats["max"][f]), "fires": int(stats["count"][f]),
+             "frequency": int(stats["count"][f]) / vectors}
+            for f, m in zip(indices.tolist(), values.tolist())]
+
+
+def _table(title: str, rows: list[dict], vectors: int) -> str:
+    if not rows:
+        return f"{title}\nno feature fires on these {vectors} vector(s)"
+    lines = [title, f"{'rank':>4}  {'feature':>8}  {'mean':>10}  {'max':>10}  fires"]
+    for rank, row in enumerate(rows, 1):
+        lines.append(f"{rank:>4}  {row['feature']:>8}  {row['mean']:>10.4g}  {row['max']:>10.4g}  "
+                     f"{row['fires']}/{vectors} ({100 * row['frequency']:.0f}%)")
+    lines.append("features: " + ", ".join(str(row["feature"]) for row in rows))
+    return "\n".join(lines)
+
+
+class SAEEmbeddingFeatures(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SAEEmbeddingFeatures",
+            display_name="SAE Embedding Features",
+            category="conditioning/sae",
+            description="List the SAE features that fire most on a conditioning's pooled vector or tokens, or on "
+                        "a CLIP-vision output field, with their values: the indices to edit.",
+            inputs=[
+                SAEType.Input("sae"),
+                io.Conditioning.Input("conditioning", optional=True,
+                                      tooltip="Needed for the targets pooled_output and tokens."),
+                io.ClipVisionOutput.Input("clip_vision_output", optional=True,
+                                          tooltip="Needed for the targets image_embeds and the hidden states."),
+                io.Combo.Input("target", options=CONDITIONING_TARGETS + CLIP_VISION_TARGETS, default="pooled_output",
+                               tooltip="Which embedding to encode. For tokens and hidden states, features are "
+                                       "ranked by their mean over all tokens; 'fires' counts tokens where z > 0."),
+                io.Int.Input("top_n", default=16, min=1, max=1000, tooltip="How many features to list."),
+            ],
+            outputs=[
+                io.String.Output(display_name="features"),
+                io.String.Output(display_name="values_json"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, sae, target, top_n, conditioning=None, clip_vision_output=None) -> io.NodeOutput:
+        if target in CONDITIONING_TARGETS:
+            if conditioning is None:
+                raise ValueError(f"target {target!r} reads the `conditioning` input, which is not connected")
+            tensors = conditioning_tensors(conditioning, target)
+            names = [f"conditioning entry {i} {target}" for i in range(len(tensors))]
+            source = f"conditioning {target} ({len(tensors)} entr{'y' if len(tensors) == 1 else 'ies'})"
+        else:
+            if clip_vision_output is None:
+                raise ValueError(f"target {target!r} reads the `clip_vision_output` input, which is not connected")
+            tensors = [clip_vision_tensor(clip_vision_output, target)]
+            names = [f"clip_vision_output {target}"]
+            source = f"clip_vision_output {target}"
+        for tensor, name in zip(tensors, names):
+            check_width(tensor, sae.d_in, name)
+        stats = feature_statistics(sae, tensors)
+        rows = top_features(stats, top_n)
+        vectors = stats["vectors"]
+        title = (f"SAE Embedding Features: {source}, {vectors} vector(s), "
+                 f"top {len(rows)} of {sae.d_sae} features by mean")
+        values = {"target": target, "vectors": vectors, "d_sae": sae.d_sae, "features": rows}
+        return io.NodeOutput(_table(title, rows, vectors), json.dumps(values))
