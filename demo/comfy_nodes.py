@@ -1,11 +1,8 @@
 """Nodes only the demo registers: the tiny FLUX and its conditioning (no file can hold them: ComfyUI's
-model detection fixes FLUX at 24 heads), the latent-to-RGB preview projection, and a text writer.
+model detection fixes FLUX at 24 heads) and the latent-to-RGB preview projection.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from comfy_api.latest import io
 
 from .latent_rgb import latent_to_rgb
@@ -13,7 +10,7 @@ from .tiny_flux import build_tiny_flux, tiny_conditioning
 
 # The demo's FLUX: twice the test bench's width, same block layout (head dim 32 = sum of axes_dim)
 DEMO_FLUX = dict(hidden_size=128, num_heads=4, axes_dim=[8, 12, 12], depth=2, depth_single_blocks=2)
-_built: dict[tuple, object] = {}
+_built: dict[int, object] = {}
 
 
 def demo_flux(seed: int):
@@ -71,28 +68,7 @@ class SAEDemoLatentToRGB(io.ComfyNode):
         return io.NodeOutput(latent_to_rgb(samples["samples"], latent_format, upscale))
 
 
-class SAEDemoSaveText(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="SAEDemoSaveText", display_name="Save text (demo)", category="sae/demo",
-            inputs=[io.String.Input("text", force_input=True), io.String.Input("filename", default="report.txt")],
-            outputs=[], is_output_node=True,
-        )
-
-    @classmethod
-    def execute(cls, text, filename) -> io.NodeOutput:
-        import folder_paths
-
-        out_dir = Path(folder_paths.get_output_directory()).resolve()
-        path = (out_dir / filename).resolve()
-        if path.parent != out_dir:
-            raise ValueError(f"SAEDemoSaveText filename {filename!r} must be a plain file name inside {out_dir}")
-        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        return io.NodeOutput(ui={"text_files": [{"filename": path.name, "type": "output"}]})
-
-
-DEMO_NODES = (SAEDemoTinyFlux, SAEDemoConditioning, SAEDemoLatentToRGB, SAEDemoSaveText)
+DEMO_NODES = (SAEDemoTinyFlux, SAEDemoConditioning, SAEDemoLatentToRGB)
 
 
 def register_demo_nodes() -> None:

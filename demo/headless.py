@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -167,3 +168,31 @@ def run_prompt(prompt: dict, extra_data: dict | None = None) -> dict:
                            f"{failure.get('exception_type')}: {failure.get('exception_message')}\n"
                            + "".join(failure.get("traceback", [])))
     return executor.history_result
+
+
+def copy_outputs(prompt: dict, history: dict, work_dir: Path, out: Path) -> list[str]:
+    """Copy what the output nodes of a run produced (images from ``work_dir``'s output/temp folders,
+    texts from PreviewAny) into ``out`` under readable names (``output_name``); returns the names."""
+    written = []
+    for node_id, output in sorted(history["outputs"].items()):
+        name = output_name(prompt, node_id)
+        for image in output.get("images", []):
+            folder = Path(work_dir) / ("output" if image.get("type") == "output" else "temp") / image.get("subfolder", "")
+            shutil.copyfile(folder / image["filename"], Path(out) / f"{name}.png")
+            written.append(f"{name}.png")
+        for text in output.get("text", []):
+            (Path(out) / f"{name}.txt").write_text(str(text) + "\n", encoding="utf-8")
+            written.append(f"{name}.txt")
+    return written
+
+
+def output_name(prompt: dict, node_id: str) -> str:
+    """File name (no suffix) for an output node: a SaveImage's prefix ("sae_steer/steered" -> steered),
+    scale_plot / scale_report for previews of Measure Activation Scale, else type and id."""
+    node = prompt[node_id]
+    if node["class_type"] == "SaveImage":
+        return Path(node["inputs"]["filename_prefix"]).name
+    sources = [v for v in node["inputs"].values() if isinstance(v, list) and len(v) == 2]
+    if len(sources) == 1 and prompt[sources[0][0]]["class_type"] == "SAEActivationScale":
+        return "scale_plot" if node["class_type"] == "PreviewImage" else "scale_report"
+    return f"{node['class_type']}_{node_id}"

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .headless import (PACK_ROOT, PromptFailed, add_model_file, import_from_tests, pack_module, require_nodes,
-                       run_prompt, start_comfyui)
+from .headless import (PACK_ROOT, PromptFailed, add_model_file, copy_outputs, import_from_tests, pack_module,
+                       require_nodes, run_prompt, start_comfyui)
 
 PACK_NODES = ("SAELoader", "SAEActivationScale", "SAEFluxSteer")
 REAL_MODEL_FLAGS = {"unet": "SAE_DEMO_UNET", "clip_l": "SAE_DEMO_CLIP_L", "t5": "SAE_DEMO_T5",
@@ -163,19 +163,17 @@ def run_tiny(args, work: Path, out: Path) -> list[str]:
           f"{mean:.3g} when active) with add where active, strength {args.strength:g} x its measured mean")
 
     t = time.perf_counter()
-    history = run_prompt(steering_prompt(settings))
+    prompt = steering_prompt(settings)
+    history = run_prompt(prompt)
     print(f"Ran the steering workflow through ComfyUI's PromptExecutor in {time.perf_counter() - t:.1f} s")
-    collect_outputs(history, work, out, {"save_unsteered": "unsteered.png", "save_steered": "steered.png",
-                                         "save_plot": "scale_plot.png"})
-    shutil.copyfile(work / "output" / "scale_report.txt", out / "scale_report.txt")
+    written = copy_outputs(prompt, history, work, out)
     (out / "training_report.json").write_text(json.dumps(
         {**report.as_dict(), "site": args.site, "block": args.block, "feature": settings.feature,
          "feature_frequency": freq, "feature_mean": mean, "strength_x_feature_mean": args.strength}, indent=2) + "\n")
     difference = write_comparison(out / "unsteered.png", out / "steered.png", out / "comparison.png")
     print(f"Steered vs unsteered: mean absolute pixel difference {difference:.2f} / 255 (comparison.png: "
           "unsteered | steered | where they differ)")
-    return ["unsteered.png", "steered.png", "comparison.png", "scale_report.txt", "scale_plot.png",
-            "training_report.json", SAE_FILE]
+    return sorted(written) + ["comparison.png", "training_report.json", SAE_FILE]
 
 
 def choose_feature(summary: dict) -> int:
@@ -188,19 +186,6 @@ def choose_feature(summary: dict) -> int:
         raise RuntimeError("the trained SAE fires on no token of the positive run: nothing to steer")
     local = [s for s in scored if summary["feature_frequency"][s[1]] <= 0.5]
     return max(local or scored)[1]
-
-
-def collect_outputs(history: dict, work: Path, out: Path, names: dict[str, str]) -> list[str]:
-    """Move the images the Save nodes wrote (ComfyUI's numbered names) to fixed names in ``out``."""
-    written = []
-    for node_id, name in names.items():
-        images = history["outputs"].get(node_id, {}).get("images") or []
-        if not images:
-            raise RuntimeError(f"node {node_id} saved no image (outputs: {sorted(history['outputs'])})")
-        image = images[0]
-        shutil.move(work / "output" / image.get("subfolder", "") / image["filename"], out / name)
-        written.append(name)
-    return written
 
 
 # ---- real models: example workflow 1 -----------------------------------------------------------

@@ -33,7 +33,8 @@ def _link(node_id: str, output: int = 0) -> list:
 
 
 def steering_prompt(s: SteeringSettings) -> dict:
-    """The API prompt; output node ids: ``save_unsteered``, ``save_steered``, ``save_plot``, ``save_report``."""
+    """The API prompt. Its outputs, as in example workflow 1: SaveImage ``unsteered`` and ``steered``,
+    the scale's report in a PreviewAny and its plot in a PreviewImage."""
     sampling = dict(seed=s.seed, steps=s.steps, cfg=s.cfg, sampler_name=s.sampler_name, scheduler=s.scheduler)
     prompt = {
         "model": {"class_type": "SAEDemoTinyFlux", "inputs": {"seed": s.model_seed}},
@@ -59,8 +60,6 @@ def steering_prompt(s: SteeringSettings) -> dict:
             "model": _link("model"), "samples": _link(f"sample_{branch}"), "upscale": s.upscale}}
         prompt[f"save_{branch}"] = {"class_type": "SaveImage", "inputs": {
             "images": _link(f"rgb_{branch}"), "filename_prefix": branch}}
-    prompt["save_plot"] = {"class_type": "SaveImage", "inputs": {"images": _link("scale", 2),
-                                                                 "filename_prefix": "scale_plot"}}
-    prompt["save_report"] = {"class_type": "SAEDemoSaveText", "inputs": {"text": _link("scale", 1),
-                                                                         "filename": "scale_report.txt"}}
+    prompt["show_report"] = {"class_type": "PreviewAny", "inputs": {"source": _link("scale", 1)}}
+    prompt["show_plot"] = {"class_type": "PreviewImage", "inputs": {"images": _link("scale", 2)}}
     return prompt

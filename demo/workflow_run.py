@@ -8,10 +8,9 @@ the previewed plot and report) is copied into the output folder.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from .headless import add_model_file, import_from_tests, object_info, run_prompt
+from .headless import add_model_file, copy_outputs, import_from_tests, object_info, run_prompt
 
 # loader class -> {input name: (flag of the main job, ComfyUI model folder)}
 LOADER_INPUTS = {
@@ -63,30 +62,8 @@ def prepare_prompt(workflow: dict, files: dict, overrides: dict) -> dict:
 
 
 def run_example_workflow(workflow_path: Path, files: dict, work: Path, out: Path, overrides: dict) -> list[str]:
-    """Run the workflow; copy its images (named after their filename prefix), previewed images and texts to ``out``."""
+    """Run the workflow; copy what its output nodes produced into ``out`` (see ``copy_outputs``)."""
     workflow = json.loads(Path(workflow_path).read_text(encoding="utf-8"))
     prompt = prepare_prompt(workflow, files, overrides)
     history = run_prompt(prompt)
-    written = []
-    for node_id, output in sorted(history["outputs"].items()):
-        name = output_name(prompt, node_id)
-        for image in output.get("images", []):
-            folder = work / ("output" if image.get("type") == "output" else "temp") / image.get("subfolder", "")
-            shutil.copyfile(folder / image["filename"], out / f"{name}.png")
-            written.append(f"{name}.png")
-        for text in output.get("text", []):
-            (out / f"{name}.txt").write_text(str(text) + "\n", encoding="utf-8")
-            written.append(f"{name}.txt")
-    return written
-
-
-def output_name(prompt: dict, node_id: str) -> str:
-    """File name (no suffix) for an output node: a SaveImage's prefix ("sae_steer/steered" -> steered),
-    scale_plot / scale_report for previews of Measure Activation Scale, else type and id."""
-    node = prompt[node_id]
-    if node["class_type"] == "SaveImage":
-        return Path(node["inputs"]["filename_prefix"]).name
-    sources = [v for v in node["inputs"].values() if isinstance(v, list) and len(v) == 2]
-    if len(sources) == 1 and prompt[sources[0][0]]["class_type"] == "SAEActivationScale":
-        return "scale_plot" if node["class_type"] == "PreviewImage" else "scale_report"
-    return f"{node['class_type']}_{node_id}"
+    return copy_outputs(prompt, history, work, out)
