@@ -26,6 +26,9 @@ from .headless import (PACK_ROOT, PromptFailed, add_model_file, copy_outputs, im
 PACK_NODES = ("SAELoader", "SAEActivationScale", "SAEFluxSteer")
 REAL_MODEL_FLAGS = {"unet": "SAE_DEMO_UNET", "clip_l": "SAE_DEMO_CLIP_L", "t5": "SAE_DEMO_T5",
                     "vae": "SAE_DEMO_VAE", "sae": "SAE_DEMO_SAE"}
+REAL_MODEL_HELP = {"unet": "FLUX diffusion model file (UNETLoader)", "clip_l": "CLIP-L text encoder file",
+                   "t5": "T5-XXL text encoder file", "vae": "FLUX VAE file",
+                   "sae": "SAE file, or folder with config.json/cfg.json and weights"}
 EXAMPLE_WORKFLOW = PACK_ROOT / "example_workflows" / "flux_measure_then_steer.json"
 SAE_FILE = "demo_topk_sae.safetensors"
 
@@ -52,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     real = p.add_argument_group("real models: run example workflow 1 on them (flags or environment)")
     for flag, env in REAL_MODEL_FLAGS.items():
         real.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=os.environ.get(env),
-                          help=f"model file (env {env})")
+                          help=f"{REAL_MODEL_HELP[flag]} (env {env})")
     real.add_argument("--cpu", action="store_true", help="real models: run on the CPU (default: ComfyUI's device)")
     args = p.parse_args(argv)
     given = [f for f in REAL_MODEL_FLAGS if getattr(args, f)]
