@@ -4,16 +4,18 @@ Meant for activations that fit in memory (the demo trains on a tiny FLUX's activ
 seconds). The recipe: the shared bias starts at the data's geometric median, decoder rows are unit
 norm (renormalised after each step, their gradient made orthogonal to them), the encoder starts as
 the decoder's transpose, Adam, and an auxiliary TopK loss that makes dead latents predict the
-residual so they come back. Deterministic for a seed.
+residual so they come back. Deterministic for a seed (on one machine and thread count: float sums
+are not associative).
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .autoencoder import SparseAutoencoder
 from .sae_stats import SAEStats
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ class TrainReport:
     """What a training run did: final FVU on all the data, its history and the dead latents."""
 
     fvu: float
-    fvu_history: list[tuple[int, float]] = field(default_factory=list)
+    fvu_history: list[tuple[int, float]] = field(default_factory=list)  # (step, FVU of that batch)
     dead_fraction: float = 0.0
     steps: int = 0
     tokens: int = 0
@@ -37,9 +39,7 @@ class TrainReport:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return dict(fvu=self.fvu, fvu_history=[list(p) for p in self.fvu_history],
-                    dead_fraction=self.dead_fraction, steps=self.steps, tokens=self.tokens, d_in=self.d_in,
-                    d_sae=self.d_sae, k=self.k, seconds=self.seconds)
+        return asdict(self)
 
 
 def geometric_median(points: torch.Tensor, iterations: int = 50, eps: float = 1e-6) -> torch.Tensor:
@@ -84,8 +84,6 @@ def train_topk_sae(activations: torch.Tensor, d_sae: int, k: int, steps: int = 1
     bias b (``b_pre`` = ``b_dec``), like sparsify. Runs in fp32 on the activations' device.
     ``hook`` names the activation site the activations came from (stored as the SAE's ``hook``).
     """
-    from .autoencoder import SparseAutoencoder  # lazy: the package __init__ imports this module
-
     _check_inputs(activations, d_sae, k, steps, lr, batch_size)
     started = time.perf_counter()
     x_all = activations.detach().to(torch.float32)
