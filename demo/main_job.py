@@ -116,17 +116,11 @@ def has_accelerator() -> bool:
 
 # ---- embedded default ------------------------------------------------------------------------
 def run_tiny(args, work: Path, out: Path) -> list[str]:
-    import torch
-
     from sae.formats import pack
-    from sae.sae_stats import SAEStats
-    from sae.train import train_topk_sae
 
+    from .comfy_nodes import DEMO_FLUX, register_demo_nodes
     from .comparison import write_comparison
-    from .comfy_nodes import DEMO_FLUX, demo_flux, register_demo_nodes
-    from .record import record_site
     from .steering_prompt import SteeringSettings, steering_prompt
-    from .tiny_flux import tiny_conditioning
 
     register_demo_nodes()
     settings = SteeringSettings(sae_name=SAE_FILE, site=args.site, block=args.block, feature=-1,
@@ -135,33 +129,12 @@ def run_tiny(args, work: Path, out: Path) -> list[str]:
     print(f"Tiny FLUX: hidden {DEMO_FLUX['hidden_size']}, {DEMO_FLUX['depth']} double + "
           f"{DEMO_FLUX['depth_single_blocks']} single blocks, {args.size}x{args.size} px "
           f"({(args.size // 16) ** 2} image tokens), {args.steps} euler steps, CPU")
-    t = time.perf_counter()
-    model = demo_flux(settings.model_seed)
-    prompts = 2 if args.fast else 4
-    # the first recording is exactly the demo's positive branch (same conditioning and noise seed)
-    conditionings = [tiny_conditioning(seed=settings.positive_seed + i) for i in range(prompts)]
-    per_prompt = record_site(pack_module("nodes.site_tap"), model, args.site, args.block, conditionings,
-                             args.size, args.size, args.steps, args.seed)
-    activations = torch.cat(per_prompt)
-    print(f"Recorded {activations.shape[0]} activations [{activations.shape[1]}] at {args.site} block {args.block} "
-          f"over {prompts} samplings in {time.perf_counter() - t:.1f} s")
-
-    t = time.perf_counter()
-    sae, report = train_topk_sae(activations, d_sae=args.d_sae, k=args.k, steps=args.train_steps, lr=4e-3,
-                                 seed=args.seed, batch_size=512, hook=f"{args.site}.{args.block}")
-    print(f"Trained a TopK SAE {sae.d_in} -> {sae.d_sae} (k={sae.k}) in {report.steps} steps, "
-          f"{time.perf_counter() - t:.1f} s: FVU {report.fvu:.3f} (first batch {report.fvu_history[0][1]:.3f}), "
-          f"{report.dead_fraction:.1%} dead latents")
+    sae, report, positive_run = train_demo_sae(args, settings)
     sae_path = work / "models" / "sae" / SAE_FILE
     pack.write(sae, sae_path)
     add_model_file("sae", sae_path)
     shutil.copyfile(sae_path, out / SAE_FILE)
-
-    stats = SAEStats(sae.d_sae, sae.d_in)
-    stats.update(sae, per_prompt[0])
-    summary = stats.summary()
-    settings.feature = args.feature if args.feature is not None else choose_feature(summary)
-    freq, mean = summary["feature_frequency"][settings.feature], summary["feature_mean"][settings.feature]
+    settings.feature, freq, mean = steered_feature(sae, positive_run, args.feature)
     print(f"Steering feature {settings.feature} (fires on {freq:.0%} of the positive run's image tokens, mean "
           f"{mean:.3g} when active) with add where active, strength {args.strength:g} x its measured mean")
 
@@ -177,6 +150,49 @@ def run_tiny(args, work: Path, out: Path) -> list[str]:
     print(f"Steered vs unsteered: mean absolute pixel difference {difference:.2f} / 255 (comparison.png: "
           "unsteered | steered | where they differ)")
     return sorted(written) + ["comparison.png", "training_report.json", SAE_FILE]
+
+
+def train_demo_sae(args, settings):
+    """Record the site's activations over a few samplings of the tiny FLUX and train a TopK SAE on
+    them; returns the SAE, its training report and the positive run's activations."""
+    import torch
+
+    from sae.train import train_topk_sae
+
+    from .comfy_nodes import demo_flux
+    from .record import record_site
+    from .tiny_flux import tiny_conditioning
+
+    t = time.perf_counter()
+    prompts = 2 if args.fast else 4
+    # the first recording is exactly the demo's positive branch (same conditioning and noise seed)
+    conditionings = [tiny_conditioning(seed=settings.positive_seed + i) for i in range(prompts)]
+    per_prompt = record_site(pack_module("nodes.site_tap"), demo_flux(settings.model_seed), args.site, args.block,
+                             conditionings, args.size, args.size, args.steps, args.seed)
+    activations = torch.cat(per_prompt)
+    print(f"Recorded {activations.shape[0]} activations [{activations.shape[1]}] at {args.site} block {args.block} "
+          f"over {prompts} samplings in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    sae, report = train_topk_sae(activations, d_sae=args.d_sae, k=args.k, steps=args.train_steps, lr=4e-3,
+                                 seed=args.seed, batch_size=512, hook=f"{args.site}.{args.block}")
+    print(f"Trained a TopK SAE {sae.d_in} -> {sae.d_sae} (k={sae.k}) in {report.steps} steps, "
+          f"{time.perf_counter() - t:.1f} s: FVU {report.fvu:.3f} (first batch {report.fvu_history[0][1]:.3f}), "
+          f"{report.dead_fraction:.1%} dead latents")
+    return sae, report, per_prompt[0]
+
+
+def steered_feature(sae, positive_run, requested: int | None) -> tuple[int, float, float]:
+    """(feature, its firing frequency, its mean when active) on the positive run; the requested one or
+    one chosen by ``choose_feature``."""
+    from sae.sae_stats import SAEStats
+
+    if requested is not None and not 0 <= requested < sae.d_sae:
+        raise ValueError(f"--feature {requested} is out of range for the demo SAE's {sae.d_sae} features")
+    stats = SAEStats(sae.d_sae, sae.d_in)
+    stats.update(sae, positive_run)
+    summary = stats.summary()
+    feature = requested if requested is not None else choose_feature(summary)
+    return feature, summary["feature_frequency"][feature], summary["feature_mean"][feature]
 
 
 def choose_feature(summary: dict) -> int:
