@@ -22,8 +22,9 @@ def write_comparison(unsteered: Path, steered: Path, path: Path) -> float:
     """Write the three panels to ``path``; returns the mean absolute pixel difference (0-255)."""
     difference = pixel_difference(unsteered, steered)
     peak = max(float(difference.max()), 1e-9)
-    # difference panel: black = unchanged, white = the largest change (scaled so it is visible)
-    heat = Image.fromarray((255 * difference / peak).astype(np.uint8)).convert("RGB")
+    # difference panel: black = unchanged, white = the largest change; the square root lifts small
+    # changes into view (attention spreads a local edit thinly over the other tokens)
+    heat = Image.fromarray((255 * np.sqrt(difference / peak)).astype(np.uint8)).convert("RGB")
     panels = [Image.open(unsteered).convert("RGB"), Image.open(steered).convert("RGB"), heat]
     width = sum(p.width for p in panels) + GAP * (len(panels) - 1)
     canvas = Image.new("RGB", (width, panels[0].height), "white")

@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     both.add_argument("--block", type=int, default=None, help="block index at that site (tiny default: 1)")
     both.add_argument("--feature", type=int, default=None, help="feature to steer (tiny default: chosen from the data)")
     both.add_argument("--strength", type=float, default=None,
-                      help="steering strength in units of the feature's measured mean (tiny default: 8)")
+                      help="steering strength in units of the feature's measured mean (tiny default: 4)")
     tiny.add_argument("--size", type=int, default=None, help="image size in pixels (default 256, fast 128)")
     tiny.add_argument("--steps", type=int, default=None, help="sampling steps (default 8, fast 4)")
     tiny.add_argument("--seed", type=int, default=0, help="noise seed of both branches")
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.real:
         args.site = args.site or "double.img.out"
         args.block = 1 if args.block is None else args.block
-        args.strength = 8.0 if args.strength is None else args.strength
+        args.strength = 4.0 if args.strength is None else args.strength
     args.size = args.size or (128 if args.fast else 256)
     args.steps = args.steps or (4 if args.fast else 8)
     args.train_steps = args.train_steps or (150 if args.fast else 400)
