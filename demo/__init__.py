@@ -1,1 +1,2 @@
-"""Helpers for the main-job demo and the tests: a tiny FLUX built the way ComfyUI builds FLUX."""
+"""The main-job demo (``python -m demo.main_job``, run by ``scripts/demo``) and helpers the tests share:
+a tiny FLUX built the way ComfyUI builds FLUX."""
