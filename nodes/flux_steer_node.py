@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from .comfy_types import SAEScaleType, SAEType
 from .feature_spec import MODE_NAMES, edits_for, parse_features
 from .flux_sites import APPLY_TO_CHOICES, SITE_NAMES, TOKEN_CHOICES, site_from_hook
-from .site_tap import TapSpec, attach_tap, percent_window
+from .site_tap import TapSpec, attach_tap
 from .steer_patch import SteerCallback
 
 AUTO_SITE = "auto"
@@ -97,7 +97,6 @@ class SAEFluxSteer(io.ComfyNode):
         site, block = resolve_site(site, block, sae)
         parsed = parse_features(features, strength, sae.d_sae)
         edits = edits_for(in_units(parsed, strength_unit, scale, site, block, sae, mode), mode)
-        sigma_start, sigma_end = percent_window(model, start_percent, end_percent)
-        spec = TapSpec(site, block, tokens, apply_to, sigma_start, sigma_end)
+        spec = TapSpec(site, block, tokens, apply_to, start_percent, end_percent)
         patched, _ = attach_tap(model, spec, SteerCallback(sae, edits, keep_error), d_in=sae.d_in)
         return io.NodeOutput(patched)

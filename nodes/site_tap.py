@@ -7,6 +7,9 @@ step window) and may return a replacement. The tap is made of
   are selected (``cond_or_uncond``, text length from the context, image-token count from the
   latent) and whether the current sigma is inside the window; for attention/MLP sites it also
   registers the forward (pre-)hook and removes it in ``finally``;
+- when the step window is not the whole sampling, a ``WrappersMP.APPLY_MODEL`` wrapper that turns
+  the window's percents into sigmas with the ``model_sampling`` the model runs with *now* (a
+  ``ModelSamplingFlux`` shift applied after the steering node counts);
 - for block-output sites, a ``patches_replace["dit"]`` entry that chains any replacement already
   there (Skip Layer Guidance and other taps use the same keys).
 Nothing is swapped or overwritten; the shared ``nn.Module`` carries hooks only during a forward.
@@ -24,7 +27,8 @@ import comfy.patcher_extension
 
 from .flux_sites import APPLY_TO_CHOICES, SITES, TOKEN_CHOICES, check_site
 
-STATE_KEY = "sae_steering_taps"  # namespaced key in transformer_options for per-forward state
+STATE_KEY = "sae_steering_taps"  # namespaced keys in transformer_options for per-forward state
+WINDOW_KEY = "sae_steering_windows"
 _tap_ids = itertools.count()
 
 
@@ -34,14 +38,21 @@ class TapSpec:
     block: int
     tokens: str = "image"          # single-block sites: image | text | all; double img sites: all adds Kontext refs
     apply_to: str = "both"         # positive | negative | both
-    sigma_start: float = float("inf")   # steer while sigma_end <= sigma <= sigma_start
-    sigma_end: float = 0.0
+    start_percent: float = 0.0     # the part of sampling the tap is on: steer while
+    end_percent: float = 1.0       # percent_to_sigma(end) <= sigma <= percent_to_sigma(start)
 
     def __post_init__(self):
+        if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:
+            raise ValueError(f"start_percent ({self.start_percent}) and end_percent ({self.end_percent}) must "
+                             "satisfy 0 <= start_percent <= end_percent <= 1")
         if self.tokens not in TOKEN_CHOICES:
             raise ValueError(f"tokens {self.tokens!r} is not one of {', '.join(TOKEN_CHOICES)}")
         if self.apply_to not in APPLY_TO_CHOICES:
             raise ValueError(f"apply_to {self.apply_to!r} is not one of {', '.join(APPLY_TO_CHOICES)}")
+
+    @property
+    def whole_sampling(self) -> bool:
+        return self.start_percent == 0.0 and self.end_percent == 1.0
 
 
 @dataclass
@@ -65,13 +76,30 @@ class _ForwardState:
     event: TapEvent | None        # None: nothing selected in this forward (outside window, no rows)
 
 
-def percent_window(model, start_percent: float, end_percent: float) -> tuple[float, float]:
-    """Sigma bounds of a step window, from the model's own ``model_sampling``."""
-    if not 0.0 <= start_percent <= end_percent <= 1.0:
-        raise ValueError(f"start_percent ({start_percent}) and end_percent ({end_percent}) must satisfy "
-                         "0 <= start_percent <= end_percent <= 1")
-    sampling = model.get_model_object("model_sampling")
-    return float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent))
+class _WindowReader:
+    """APPLY_MODEL wrapper: the window in sigmas, from the BaseModel's ``model_sampling`` at run time."""
+
+    def __init__(self, tap: "SiteTap"):
+        self.tap = tap
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def to(self, device_or_dtype):
+        return self
+
+    def __call__(self, executor, *args, **kwargs):
+        # APPLY_MODEL wrappers get (x, t, c_concat, c_crossattn, control, transformer_options)
+        transformer_options = args[5] if len(args) > 5 else kwargs["transformer_options"]
+        sampling = executor.class_obj.model_sampling
+        spec = self.tap.spec
+        windows = transformer_options.setdefault(WINDOW_KEY, {})
+        windows[self.tap.uid] = (float(sampling.percent_to_sigma(spec.start_percent)),
+                                 float(sampling.percent_to_sigma(spec.end_percent)))
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            windows.pop(self.tap.uid, None)
 
 
 def _selected_rows(apply_to: str, cond_or_uncond: list[int], batch: int, device) -> torch.Tensor | None:
@@ -129,8 +157,10 @@ class SiteTap:
     def _forward_state(self, x, context, transformer_options) -> _ForwardState:
         sigmas = transformer_options.get("sigmas")
         sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float("nan")
-        if not self.spec.sigma_end <= sigma <= self.spec.sigma_start:
-            return _ForwardState(None)
+        if not self.spec.whole_sampling:
+            sigma_start, sigma_end = transformer_options[WINDOW_KEY][self.uid]
+            if not sigma_end <= sigma <= sigma_start:
+                return _ForwardState(None)
         cond_or_uncond = list(transformer_options.get("cond_or_uncond", [0]))
         rows = _selected_rows(self.spec.apply_to, cond_or_uncond, x.shape[0], x.device)
         if rows is not None and rows.numel() == 0:
@@ -228,6 +258,8 @@ def attach_tap(model, spec: TapSpec, callback: TapCallback, d_in: int | None = N
     patched = model.clone()
     tap = SiteTap(spec, callback, diffusion_model.hidden_size, diffusion_model.patch_size)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, tap.uid, tap)
+    if not spec.whole_sampling:
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, tap.uid, _WindowReader(tap))
     if site.hook == "block":
         key = (f"{site.block_type}_block", spec.block)
         existing = patched.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})

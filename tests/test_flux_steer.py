@@ -139,6 +139,27 @@ def test_step_window(tiny_flux, tiny_cond, sae):
         assert torch.equal(after, before) != flag
 
 
+def test_step_window_follows_a_model_sampling_shift_applied_later(tiny_flux, tiny_cond, sae):
+    """The window is read from the model_sampling the model samples with, not the one at node time."""
+    from comfy_extras.nodes_model_advanced import ModelSamplingFlux
+
+    positive, negative = tiny_cond
+    start, end = 0.2, 0.6
+    patched = steer(tiny_flux, sae, features="0:3.0", mode="add", start_percent=start, end_percent=end)
+    shifted = ModelSamplingFlux().patch(patched, max_shift=3.0, base_shift=0.5, width=2048, height=2048)[0]
+    capture, _ = run_captured(tiny_flux, "double.img.out", 0, positive, negative, patched=shifted, steps=10)
+
+    def inside(model):
+        sampling = model.get_model_object("model_sampling")
+        hi, lo = sampling.percent_to_sigma(start), sampling.percent_to_sigma(end)
+        return [lo <= s <= hi for _, s, _ in capture.forwards]
+
+    expected = inside(shifted)
+    assert any(expected) and expected != inside(tiny_flux)  # the shift moves the window: the test can tell
+    for flag, before, after in zip(expected, capture.before, capture.after):
+        assert torch.equal(after, before) != flag
+
+
 def test_strength_zero_and_dead_feature_are_bit_identical(tiny_flux, tiny_cond, sae):
     positive, negative = tiny_cond
     plain = sample(tiny_flux, positive, negative, latent=LATENT, steps=3, cfg=2.0, seed=5)
