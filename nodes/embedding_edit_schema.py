@@ -36,7 +36,7 @@ def edit_node_schema(node_id: str, display_name: str, description: str, source: 
     return io.Schema(
         node_id=node_id,
         display_name=display_name,
-        category="conditioning/sae",
+        category="sae_steering/embeddings",
         description=description,
         inputs=[source, SAEType.Input("sae"),
                 io.Combo.Input("target", options=targets, default=targets[0], tooltip=target_tooltip),

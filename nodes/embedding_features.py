@@ -56,7 +56,7 @@ class SAEEmbeddingFeatures(io.ComfyNode):
         return io.Schema(
             node_id="SAEEmbeddingFeatures",
             display_name="SAE Embedding Features",
-            category="conditioning/sae",
+            category="sae_steering/embeddings",
             description="List the SAE features that fire most on a conditioning's pooled vector or tokens, or on "
                         "a CLIP-vision output field, with their values: the indices to edit.",
             inputs=[

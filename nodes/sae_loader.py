@@ -14,7 +14,7 @@ from .comfy_types import SAEType
 
 SAE_FOLDER = "sae"
 # weights files; a folder layout (config.json/cfg.json + weights) is listed by its weights file
-SAE_EXTENSIONS = {".safetensors", ".pt", ".pth"}
+SAE_EXTENSIONS = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CONFIG_NAMES = ("config.json", "cfg.json")
 
