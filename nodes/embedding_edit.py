@@ -39,9 +39,7 @@ def edit_embedding(sae, x: torch.Tensor, edits: list[Edit], keep_error: bool,
     """
     check_width(x, sae.d_in, what)
     work = x.detach().to(sae.device)  # the kernel does its maths in fp32 and casts back to x's dtype
-    out = sae.steer(work, edits, keep_error=keep_error).to(x.device)
-    if out.data_ptr() == x.data_ptr():
-        out = out.clone()  # never hand the input tensor itself back: it is cached upstream
+    out = sae.steer(work, edits, keep_error=keep_error).to(x.device)  # steer always returns a new tensor
     return out, _report_lines(sae, work, edits)
 
 

@@ -11,7 +11,7 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..sae.feature_stats import FeatureStats
+from ..sae.feature_stats import FeatureStats, rank_features
 from .comfy_types import SAEType
 from .embedding_targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check_width, clip_vision_tensor,
                                 conditioning_tensors)
@@ -32,11 +32,14 @@ def feature_statistics(sae, tensors: list[torch.Tensor]) -> dict[str, torch.Tens
 def top_features(stats: dict, top_n: int) -> list[dict]:
     """The ``top_n`` features by mean value, leaving out features that never fire."""
     fired = int((stats["count"] > 0).sum())
-    values, indices = stats["mean"].topk(min(top_n, fired))  # codes are >= 0: a feature that fires has mean > 0
+    if fired == 0:
+        return []
+    # the Feature Scan's ranking (ties to the lower index); codes are >= 0, so a feature that fires has mean > 0
+    indices = rank_features(stats["mean"], min(top_n, fired)).tolist()
     vectors = stats["vectors"]
-    return [{"feature": int(f), "mean": float(m), "max": float(stats["max"][f]), "fires": int(stats["count"][f]),
-             "frequency": int(stats["count"][f]) / vectors}
-            for f, m in zip(indices.tolist(), values.tolist())]
+    return [{"feature": f, "mean": float(stats["mean"][f]), "max": float(stats["max"][f]),
+             "fires": int(stats["count"][f]), "frequency": int(stats["count"][f]) / vectors}
+            for f in indices]
 
 
 def _table(title: str, rows: list[dict], vectors: int) -> str:

@@ -192,11 +192,16 @@ class SparseAutoencoder:
     def _decode_code(self, code, W):
         """Decoder output (before de-normalisation) of a chunk's code; TopK decodes from its k rows."""
         if self.arch == "topk":
-            values, indices = code
-            if W.W_dec.is_contiguous():
-                return F.embedding_bag(indices, W.W_dec, per_sample_weights=values, mode="sum") + W.b_dec
-            code = self._dense(values, indices, values.shape[0])
+            return self._decode_pairs(*code, W)
         return torch.addmm(W.b_dec, code, W.W_dec)
+
+    def _decode_pairs(self, values, indices, W):
+        """Decoder output from sparse (values, indices) [n, m], reading only the listed decoder rows."""
+        if values.shape[-1] == 0:  # nothing active anywhere (ReLU/JumpReLU)
+            return W.b_dec.expand(values.shape[0], self.d_in).clone()
+        if W.W_dec.is_contiguous():
+            return F.embedding_bag(indices, W.W_dec, per_sample_weights=values, mode="sum") + W.b_dec
+        return torch.addmm(W.b_dec, self._dense(values, indices, values.shape[0]), W.W_dec)
 
     def _dense(self, values, indices, n):
         return torch.zeros(n, self.d_sae, dtype=values.dtype, device=values.device).scatter_(-1, indices, values)
@@ -249,14 +254,9 @@ class SparseAutoencoder:
     def decode_sparse(self, values: torch.Tensor, indices: torch.Tensor, *, x: torch.Tensor | None = None):
         """x_hat [..., d_in] from ``encode_sparse``'s (values, indices), without a dense z; ``x`` as in ``decode``."""
         m = values.shape[-1]
-        lead = values.shape[:-1]
-        W_dec, b_dec = self._w(self.W_dec), self._w(self.b_dec)
-        if m == 0:  # nothing active anywhere (ReLU/JumpReLU)
-            out = b_dec.expand(int(torch.tensor(lead).prod()), self.d_in).clone()
-        else:
-            out = F.embedding_bag(indices.reshape(-1, m), W_dec, mode="sum",
-                                  per_sample_weights=values.reshape(-1, m).to(self._math_dtype)) + b_dec
-        return self._denormalise(out, x).reshape(*lead, self.d_in)
+        W = _Weights(None, None, self._w(self.W_dec), self._w(self.b_dec), None)  # the encoder is not needed
+        out = self._decode_pairs(values.reshape(-1, m).to(self._math_dtype), indices.reshape(-1, m), W)
+        return self._denormalise(out, x).reshape(*values.shape[:-1], self.d_in)
 
     def _denormalise(self, out: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
         """Layer-norm SAEs: undo the input's per-token normalisation (μ, σ of ``x``) on a decoded output."""
