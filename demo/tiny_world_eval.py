@@ -1,0 +1,57 @@
+"""Sample Tiny World through ComfyUI and read what it drew: shared by the main job, the benchmark and the tests."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+STEPS = 20
+CFG = 1.0
+
+
+@dataclass
+class Drawn:
+    prompt: str
+    seed: int
+    image: np.ndarray  # uint8 [64, 64, 3]
+
+
+def encode(clip, prompt: str):
+    return clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
+
+
+def sample_images(model, clip, vae, prompt: str, seeds, steps: int = STEPS, cfg: float = CFG,
+                  sampler_name: str = "euler", scheduler: str = "simple") -> list[Drawn]:
+    """One real ``comfy.sample.sample`` per seed (as KSampler runs it), decoded by ComfyUI's VAE."""
+    import comfy.sample
+
+    from comfyui_sae_steering.nodes.tiny_world.world import IMAGE_SIZE
+
+    positive, negative = encode(clip, prompt), encode(clip, "")
+    drawn = []
+    for seed in seeds:
+        latent = torch.zeros(1, 16, IMAGE_SIZE // 8, IMAGE_SIZE // 8)
+        noise = comfy.sample.prepare_noise(latent, seed)
+        samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
+                                      disable_pbar=True, seed=seed)
+        pixels = vae.decode(samples)[0].clamp(0, 1)
+        drawn.append(Drawn(prompt, seed, (pixels.numpy() * 255).round().astype(np.uint8)))
+    return drawn
+
+
+def accuracy(model, clip, vae, seeds, prompts=None, **kwargs) -> dict:
+    """Colour and shape accuracy of what the model draws for each prompt, read by the project's classifier."""
+    from comfyui_sae_steering.nodes.tiny_world.classify import classify
+    from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES, all_prompts
+
+    colour_ok = shape_ok = total = 0
+    per_prompt = {}
+    for prompt in prompts or all_prompts():
+        colour, shape = next(c for c in COLOURS if f" {c} " in f" {prompt} "), next(s for s in SHAPES if s in prompt)
+        readings = [classify(d.image) for d in sample_images(model, clip, vae, prompt, seeds, **kwargs)]
+        c_ok = sum(r.colour == colour for r in readings)
+        s_ok = sum(r.shape == shape for r in readings)
+        per_prompt[prompt] = (c_ok / len(readings), s_ok / len(readings))
+        colour_ok, shape_ok, total = colour_ok + c_ok, shape_ok + s_ok, total + len(readings)
+    return {"colour": colour_ok / total, "shape": shape_ok / total, "samples": total, "per_prompt": per_prompt}

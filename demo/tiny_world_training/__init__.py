@@ -1,0 +1,1 @@
+"""Training Tiny World's models (VAE, text encoder + FLUX, SAE): ``python -m demo.tiny_world_training``."""
