@@ -21,7 +21,7 @@ def edit_embeddings(sae, parts: list[tuple[str, str, torch.Tensor]], features: s
     ``label`` prefixes the part's report lines (``"entry 0"`` or ``""``); ``name`` says in errors
     which field it is. Returns the edited tensors, in order, and the report text.
     """
-    edits = edits_for(parse_features(features, strength, d_sae=sae.d_sae), mode)
+    edits = edits_for(parse_features(features, strength, d_sae=sae.d_sae, labels=sae.labels), mode)
     edited, lines = [], [f"{title}, mode {mode}, keep_error {'on' if keep_error else 'off'}"]
     for label, name, tensor in parts:
         new, part_lines = edit_embedding(sae, tensor, edits, keep_error, name)

@@ -10,6 +10,7 @@ from .embedding_features import SAEEmbeddingFeatures
 from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
 from .sae_loader import SAELoader
+from .tiny_world.loader_node import TinyWorldLoader
 
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
@@ -19,6 +20,7 @@ NODES: list[type[io.ComfyNode]] = [
     SAEClipVisionEdit,
     SAEEmbeddingFeatures,
     SAEFeatureScan,
+    TinyWorldLoader,
 ]
 
 

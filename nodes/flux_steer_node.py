@@ -95,7 +95,7 @@ class SAEFluxSteer(io.ComfyNode):
     def execute(cls, model, sae, site, block, tokens, features, strength, mode, keep_error,
                 start_percent, end_percent, apply_to, scale=None, strength_unit="absolute") -> io.NodeOutput:
         site, block = resolve_site(site, block, sae)
-        parsed = parse_features(features, strength, sae.d_sae)
+        parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
         edits = edits_for(in_units(parsed, strength_unit, scale, site, block, sae, mode), mode)
         spec = TapSpec(site, block, tokens, apply_to, start_percent, end_percent)
         patched, _ = attach_tap(model, spec, SteerCallback(sae, edits, keep_error), d_in=sae.d_in)

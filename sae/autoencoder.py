@@ -76,6 +76,7 @@ class SparseAutoencoder:
         self.normalize = normalize
         self._arch, self._k = arch, k
         self._hook, self._source = hook, source
+        self.labels: dict[int, str] = {}  # feature index -> name, from a labels file beside the SAE (sae/labels.py)
         self._chunk_tokens = None
         self._add_cache = None  # (edits, the W_dec it was made from, plain-add vector [1, d_in])
 

@@ -7,13 +7,14 @@ import torch
 
 from .autoencoder import SparseAutoencoder
 from .formats import read_any
+from .labels import labels_file_for, read_labels
 
 
 def load_sae(path, device="cpu", dtype=None, k=None) -> SparseAutoencoder:
     """Load the SAE at ``path`` (a file or a folder), auto-detecting its layout.
 
     Weights keep the file's dtype unless ``dtype`` asks for another; ``k`` overrides or supplies the
-    TopK k. Unknown layouts, corrupt files and configs that disagree with the tensors raise
+    TopK k. Feature labels come from a labels file beside it (``sae/labels.py``). Unknown layouts, corrupt files and configs that disagree with the tensors raise
     ``ValueError``/``FileNotFoundError`` naming the file.
     """
     path = Path(path)
@@ -30,6 +31,9 @@ def load_sae(path, device="cpu", dtype=None, k=None) -> SparseAutoencoder:
                                 source=f"{spec.format}:{path}", **config)
     except ValueError as err:
         raise ValueError(f"{path} ({spec.format} layout): {err}") from None
+    labels_path = labels_file_for(path)
+    if labels_path is not None:
+        sae.labels = read_labels(labels_path, sae.d_sae)
     if device is not None:
         sae.to(device)
     if dtype is not None:

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="weights folder (default: the pack's nodes/tiny_world/weights)")
     p.add_argument("--vae-steps", type=int, default=600)
     p.add_argument("--flux-steps", type=int, default=3000)
-    p.add_argument("--flux-images", type=int, default=12000)
+    p.add_argument("--flux-images", type=int, default=4000)
     p.add_argument("--sae-seeds", type=int, default=8, help="samplings per prompt recorded for the SAE")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
