@@ -13,7 +13,8 @@ import pytest
 from browser_harness import Canvas, FrontendServer, chromium_executable
 from build_example_workflows import N, Workflow, build
 from comfyui_locator import PACK_ROOT, locate_comfyui
-from e2e_models import TINY_SAE_NAME, write_placeholders, write_tiny_sae
+from conftest import serve_e2e
+from e2e_models import TINY_SAE_NAME
 from workflow_api import FRONTEND_ONLY, is_widget, schema_inputs, to_api
 
 SCREENSHOTS = PACK_ROOT / "output" / "browser_test"
@@ -56,16 +57,7 @@ def tiny_flux_workflow(object_info) -> dict:
 
 @pytest.fixture(scope="module")
 def frontend_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("comfyui_frontend_base")
-    write_placeholders(base)
-    write_tiny_sae(base)
-    server = FrontendServer(locate_comfyui(), base, {"ComfyUI-SAE-Steering": PACK_ROOT,
-                                            "sae_e2e_test_nodes": PACK_ROOT / "tests" / "e2e_test_nodes"})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve_e2e(tmp_path_factory.mktemp("comfyui_frontend_base"), FrontendServer)
 
 
 @pytest.fixture(scope="module")
