@@ -40,7 +40,7 @@ def resolve_listed_sae(name: str) -> str:
     if not name or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
         raise RouteError(404, f"sae {name!r} is not a file in the SAE folders")
     if name not in folder_paths.get_filename_list(SAE_FOLDER):
-        raise RouteError(404, f"sae {name!r} is not in the SAE folders ({', '.join(folder_paths.get_folder_paths(SAE_FOLDER))})")
+        raise RouteError(404, f"sae {name!r} is not in the SAE folders (models/sae)")
     path = folder_paths.get_full_path(SAE_FOLDER, name)
     if path is None:
         raise RouteError(404, f"sae {name!r} is not in the SAE folders")

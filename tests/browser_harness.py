@@ -108,7 +108,8 @@ WIDGET_POINT = """({nodeId, widgetName}) => {
 NODE_IMAGES = """(ids) => Object.fromEntries(ids.map(id => {
   const node = app.graph.getNodeById(id);
   const images = node?.imgs ?? [];
-  return [id, images.filter(img => img.complete && img.naturalWidth > 0).map(img => [img.naturalWidth, img.naturalHeight])];
+  const loaded = images.filter(img => img.complete && img.naturalWidth > 0);
+  return [id, loaded.map(img => [img.naturalWidth, img.naturalHeight])];
 }))"""
 
 

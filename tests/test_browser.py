@@ -129,7 +129,8 @@ def test_example_workflow_loads_whole_on_the_canvas(canvas, frontend_object_info
                 continue
             assert input_name in widgets, f"{name}: node {saved['id']} ({saved['type']}) draws no {input_name} widget"
             assert same_value(widgets[input_name], value), \
-                f"{name}: node {saved['id']} ({saved['type']}) shows {input_name}={widgets[input_name]!r}, saved {value!r}"
+                f"{name}: node {saved['id']} ({saved['type']}) shows {input_name}={widgets[input_name]!r}, " \
+                f"saved {value!r}"
         if info.get("python_module") == PACK_MODULE:  # the pack's nodes save exactly what was loaded
             values, saved_values = node["widgets_values"], saved["widgets_values"]
             assert len(values) == len(saved_values) and all(map(same_value, values, saved_values)), \
@@ -171,7 +172,8 @@ def queued_run(canvas, frontend_object_info):
     assert not canvas.dialogs(), canvas.dialogs()
     canvas.page.get_by_role("button", name="Run", exact=True).first.click()
     canvas.page.wait_for_function(
-        """(ids) => ids.every(id => (app.graph.getNodeById(id)?.imgs ?? []).some(img => img.complete && img.naturalWidth))
+        """(ids) => ids.every(id => (app.graph.getNodeById(id)?.imgs ?? [])
+                                       .some(img => img.complete && img.naturalWidth))
            || document.querySelector('.p-dialog .comfy-error-report, .p-toast-message-error')""",
         arg=image_nodes, timeout=RUN_TIMEOUT_MS)
     canvas.page.wait_for_timeout(300)
@@ -202,7 +204,7 @@ def test_feature_picker_lists_labels_and_measurements_and_fills_features(canvas,
     labels = canvas.server.models / "sae" / TINY_SAE_NAME / "labels.json"
     labels.write_text(json.dumps(LABELS))
     page = canvas.page
-    (steer,) = [node["id"] for node in canvas.graph() if node["type"] == "SAEFluxSteer"][:1]
+    steer = next(node["id"] for node in canvas.graph() if node["type"] == "SAEFluxSteer")
     canvas.click_widget(steer, "pick features")
     picker = page.locator(".sae-feature-picker")
     picker.locator(".sae-feature-row").first.wait_for()
