@@ -7,7 +7,9 @@ try:
     import comfy_api.latest  # noqa: F401  (probe only: are we inside ComfyUI?)
 except ImportError:
     comfy_entrypoint = None
+    WEB_DIRECTORY = None
 else:
     from .nodes.extension import comfy_entrypoint
+    WEB_DIRECTORY = "./web"  # the canvas's feature picker (plain JS, no build step)
 
-__all__ = ["comfy_entrypoint"]
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

@@ -13,6 +13,7 @@ from comfy_api.latest import io
 
 from ..sae.feature_stats import FeatureStats, rank_features
 from .comfy_types import SAEType
+from .feature_measurements import remember
 from .embedding_targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check_width, clip_vision_tensor,
                                 conditioning_tensors)
 
@@ -97,6 +98,8 @@ class SAEEmbeddingFeatures(io.ComfyNode):
             check_width(tensor, sae.d_in, name)
         stats = feature_statistics(sae, tensors)
         rows = top_features(stats, top_n)
+        remember(sae, f"SAE Embedding Features on {source}", stats["vectors"], stats["mean"], stats["max"],
+                 stats["count"])  # for the feature picker
         vectors = stats["vectors"]
         title = (f"SAE Embedding Features: {source}, {vectors} vector(s), "
                  f"top {len(rows)} of {sae.d_sae} features by mean")

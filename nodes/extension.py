@@ -7,6 +7,7 @@ from .activation_scale_node import SAEActivationScale
 from .clip_vision_edit import SAEClipVisionEdit
 from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
+from .feature_route import register_with_server
 from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
 from .sae_loader import SAELoader
@@ -22,6 +23,8 @@ NODES: list[type[io.ComfyNode]] = [
     SAEFeatureScan,
     TinyWorldLoader,
 ]
+
+register_with_server()  # GET /sae_steering/features, for the canvas's feature picker (web/)
 
 
 class SAESteeringExtension(ComfyExtension):

@@ -18,6 +18,7 @@ from comfy_api.latest import io
 from ..sae.scan_result import scan_result
 from .comfy_types import SAEScanType, SAEType
 from .flux_steer_node import resolve_site, site_inputs
+from .feature_measurements import remember_stats
 from .heatmap_draw import draw_heatmaps
 from .scan_recorder import ScanRecorder
 from .site_tap import TapSpec, attach_tap
@@ -87,6 +88,7 @@ class SAEFeatureScan(io.ComfyNode):
         other = None if contrast is None else record(model, sae, spec, contrast, negative, *args, done=steps)
         meta = dict(site=site, block=block, tokens=tokens, steps=steps, seed=seed, cfg=cfg, recorded="positive")
         result = scan_result(main.stats, top_n, main.grid, None if other is None else other.stats, meta)
+        remember_stats(sae, f"SAE Feature Scan at {site} block {block}", main.stats)  # for the feature picker
         log.info("SAE feature scan at %s block %d: %d forwards, top %s", site, block, main.forwards,
                  result.features[:8])
 

@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_locator import PACK_ROOT, locate_comfyui  # noqa: E402
 from e2e_models import write_placeholders  # noqa: E402
-from workflow_api import combo_options, extra_widget_values, is_widget, schema_inputs, widget_default  # noqa: E402
+from workflow_api import (combo_options, extra_widget_values, has_seed_control, is_widget, schema_inputs,  # noqa: E402
+                          widget_default)
 
 OUT = PACK_ROOT / "example_workflows"
 FLUX_FILES = """\
@@ -87,15 +88,17 @@ WORKFLOWS = [
     Workflow(
         "flux_measure_then_steer",
         "FLUX: measure, then steer a feature",
-        "Load SAE -> Measure Activation Scale -> SAE Steer FLUX (add where active, x feature mean) -> side by side",
+        "Measure Activation Scale + Feature Scan (contrast) -> SAE Steer FLUX (x feature mean) -> side by side",
         "# Measure, then steer (FLUX)\n\n" + FLUX_FILES +
         "- `models/sae/flux_sae_single_9/` (`config.json` + `model.safetensors`): an SAE trained on the output "
         "of FLUX single block 9 (finebooru/Krea layout; any layout the pack reads will do)\n\n"
         "**How to use.** Run once and read the report: it gives the activation scale at the SAE's site and "
         "per-feature mean activations. The steer node's `strength` is in units of the measured feature mean "
         "(`strength_unit`), so 2 means \"twice as strong as the feature usually fires\". Put the feature you "
-        "want in `features` (find one with the Feature Scan node). The two Save nodes write the unsteered and "
-        "the steered image from the same seed.",
+        "want in `features`: the Feature Scan ranks features by how much more they fire for the prompt than "
+        "for the contrast prompt (the scene without the fox) and previews where each fires; its table lists the "
+        "numbers, and the steer node's `pick features` button lists them with their measured means. The two "
+        "Save nodes write the unsteered and the steered image from the same seed.",
         flux_base("a photograph of a red fox in a snowy forest, golden hour") + [
             N("sae", "SAELoader", (0, 430), {"sae_name": "flux_sae_single_9/model.safetensors", "dtype": "auto"}),
             N("scale", "SAEActivationScale", (1100, 0), {
@@ -104,6 +107,18 @@ WORKFLOWS = [
                 "scheduler": "simple", "sae": ("sae", 0)}),
             N("report", "PreviewAny", (1500, 420), {"source": ("scale", 1)}, "Scale report"),
             N("plot", "PreviewImage", (1100, 520), {"images": ("scale", 2)}, "Activation histogram"),
+            N("contrast", "CLIPTextEncode", (380, 600), {"clip": ("clip", 0),
+                                                        "text": "a photograph of a snowy forest, golden hour"},
+              "Contrast prompt (without the fox)"),
+            N("contrast_guide", "FluxGuidance", (800, 600), {"conditioning": ("contrast", 0), "guidance": 3.5},
+              "FluxGuidance (contrast)"),
+            N("scan", "SAEFeatureScan", (1100, 800), {
+                "model": ("unet", 0), "sae": ("sae", 0), "positive": ("guide", 0), "negative": ("neg", 0),
+                "latent": ("latent", 0), "site": "single.out", "block": 9, "tokens": "image", "steps": 4,
+                "seed": 42, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "top_n": 16,
+                "contrast": ("contrast_guide", 0)}, "Feature Scan (fox vs. no fox)"),
+            N("scan_maps", "PreviewImage", (1500, 800), {"images": ("scan", 1)}, "Where the top features fire"),
+            N("scan_table", "PreviewAny", (1500, 1150), {"source": ("scan", 0)}, "Top features (contrast report)"),
             N("steer", "SAEFluxSteer", (1500, 0), {
                 "model": ("unet", 0), "sae": ("sae", 0), "site": "single.out", "block": 9, "tokens": "image",
                 "features": "1234", "strength": 2.0, "mode": "add where active", "keep_error": True,
@@ -218,11 +233,11 @@ def node_size(n_slots: int, n_widgets: int) -> list[int]:
     return [320, 46 + 22 * n_slots + 26 * n_widgets]
 
 
-def widget_extras(spec) -> list:
+def widget_extras(spec, name: str) -> list:
     """The values the frontend saves after a widget's own: a seed's control, an upload button."""
     options = (spec[1] if len(spec) > 1 else {}) or {}
-    extras = ["fixed"] * bool(options.get("control_after_generate")) + ["image"] * bool(options.get("image_upload"))
-    assert len(extras) == extra_widget_values(spec)
+    extras = ["fixed"] * has_seed_control(spec, name) + ["image"] * bool(options.get("image_upload"))
+    assert len(extras) == extra_widget_values(spec, name)
     return extras
 
 
@@ -250,7 +265,7 @@ def build(workflow: Workflow, object_info: dict) -> dict:
                 choices = combo_options(spec)
                 if choices and value not in choices:
                     raise ValueError(f"{workflow.name}: {n.type}.{name}={value!r} is not one of {choices[:12]}")
-                widgets += [value] + widget_extras(spec)
+                widgets += [value] + widget_extras(spec, name)
                 widget_inputs.append({"name": name, "type": "COMBO" if choices else spec[0],
                                       "widget": {"name": name}, "link": None})
             elif isinstance(value, tuple):

@@ -42,23 +42,28 @@ def tiny_cond():
     return tiny_conditioning(seed=1), tiny_conditioning(seed=2)
 
 
-@pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory):
-    """One real ComfyUI server for every end-to-end test: this pack plus the test-only node pack in
-    its custom_nodes, placeholder model files and a tiny SAE in its temporary base folder."""
+def serve_e2e(base: Path, server_class=None):
+    """Start a real ComfyUI server (``server_harness.ComfyServer`` or a subclass) with this pack and the
+    test-only node pack in its custom_nodes, placeholder model files and a tiny SAE in ``base``; yield it
+    and stop it afterwards (a generator for fixtures)."""
     from e2e_models import write_placeholders, write_tiny_sae
     from server_harness import ComfyServer
 
-    base = tmp_path_factory.mktemp("comfyui_base")
     write_placeholders(base)
     write_tiny_sae(base)
-    server = ComfyServer(COMFYUI, base, {"ComfyUI-SAE-Steering": PACK_ROOT,
-                                         "sae_e2e_test_nodes": Path(__file__).parent / "e2e_test_nodes"})
+    server = (server_class or ComfyServer)(COMFYUI, base, {
+        "ComfyUI-SAE-Steering": PACK_ROOT, "sae_e2e_test_nodes": Path(__file__).parent / "e2e_test_nodes"})
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """One real ComfyUI server for every end-to-end test (``serve_e2e``)."""
+    yield from serve_e2e(tmp_path_factory.mktemp("comfyui_base"))
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from workflow_api import FRONTEND_ONLY, to_api
 PACK_FOLDER = "ComfyUI-SAE-Steering"
 # workflow -> the pack's nodes it shows (issue 7's four workflows)
 WORKFLOWS = {
-    "flux_measure_then_steer": {"SAELoader", "SAEActivationScale", "SAEFluxSteer"},
+    "flux_measure_then_steer": {"SAELoader", "SAEActivationScale", "SAEFluxSteer", "SAEFeatureScan"},
     "flux_clip_pooled_edit": {"SAELoader", "SAEConditioningEdit"},
     "sdxl_revision_clip_vision_edit": {"SAELoader", "SAEClipVisionEdit"},
     "flux_two_sites_step_window": {"SAELoader", "SAEFluxSteer"},

@@ -2,7 +2,8 @@
 
 The mapping the frontend applies when it queues a workflow, written against ``/object_info``:
 ``widgets_values`` hold one value per widget input, in schema order (required, then optional);
-an input with ``control_after_generate`` (seeds) is followed by that control's value ("fixed",
+an input with ``control_after_generate`` (or an INT named seed or noise_seed, as
+the frontend does) is followed by that control's value ("fixed",
 "randomize", ...) and an ``image_upload`` combo by its upload button's value; both extras are
 skipped. A linked input becomes ``[source node id, source slot]``. Frontend-only nodes (notes)
 have no backend class and are dropped.
@@ -29,10 +30,21 @@ def is_widget(spec) -> bool:
     return isinstance(kind, list) or kind in WIDGET_TYPES
 
 
-def extra_widget_values(spec) -> int:
+# the frontend gives an INT input of these names a control widget unless control_after_generate says otherwise
+SEED_NAMES = ("seed", "noise_seed")
+
+
+def has_seed_control(spec, name: str | None = None) -> bool:
+    options = (spec[1] if len(spec) > 1 else {}) or {}
+    if "control_after_generate" in options:
+        return bool(options["control_after_generate"])
+    return spec[0] == "INT" and name in SEED_NAMES
+
+
+def extra_widget_values(spec, name: str | None = None) -> int:
     """Values the frontend stores after this widget's own: a seed's control, an upload button."""
     options = (spec[1] if len(spec) > 1 else {}) or {}
-    return int(bool(options.get("control_after_generate"))) + int(bool(options.get("image_upload")))
+    return int(has_seed_control(spec, name)) + int(bool(options.get("image_upload")))
 
 
 def to_api(workflow: dict, object_info: dict) -> dict:
@@ -50,7 +62,7 @@ def to_api(workflow: dict, object_info: dict) -> dict:
         for name, spec in schema_inputs(object_info[kind]):
             if is_widget(spec) and values:
                 value = values.pop(0)
-                del values[:extra_widget_values(spec)]
+                del values[:extra_widget_values(spec, name)]
                 inputs[name] = value
             if name in linked:
                 link = links[linked.pop(name)]
