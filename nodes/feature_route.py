@@ -19,11 +19,10 @@ import sys
 import folder_paths
 
 from .feature_measurements import measured
+from ..sae.labels import labels_file_for
 from .sae_loader import SAE_CACHE, SAE_FOLDER
 
 ROUTE = "/sae_steering/features"
-LABELS_SUFFIX = ".labels.json"   # <stem>.labels.json beside the weights file
-FOLDER_LABELS = "labels.json"    # for an SAE in its own folder (config + weights)
 
 log = logging.getLogger(__name__)
 
@@ -47,52 +46,15 @@ def resolve_listed_sae(name: str) -> str:
     return path
 
 
-def labels_file(path: str) -> str | None:
-    """``<stem>.labels.json`` beside the weights, else ``labels.json`` in the SAE's own folder (not a
-    top-level SAE folder, whose labels.json would belong to no SAE in particular)."""
-    beside = os.path.splitext(path)[0] + LABELS_SUFFIX
-    if os.path.isfile(beside):
-        return beside
-    folder = os.path.dirname(os.path.abspath(path))
-    roots = {os.path.abspath(p) for p in folder_paths.get_folder_paths(SAE_FOLDER)}
-    in_folder = os.path.join(folder, FOLDER_LABELS)
-    return in_folder if folder not in roots and os.path.isfile(in_folder) else None
-
-
-def read_labels(path: str, d_sae: int, warnings: list[str]) -> dict[int, str]:
-    """Index -> label; a malformed file or entry becomes a warning, never an error."""
-    name = os.path.basename(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except (OSError, ValueError) as err:
-        warnings.append(f"{name}: not readable JSON ({err}); features are listed without labels")
-        return {}
-    if not isinstance(raw, dict):
-        warnings.append(f"{name}: expected a JSON object index -> label, got {type(raw).__name__}")
-        return {}
-    labels, skipped = {}, 0
-    for key, label in raw.items():
-        if str(key).isdigit() and int(key) < d_sae and isinstance(label, str):
-            labels[int(key)] = label
-        else:
-            skipped += 1
-    if skipped:
-        warnings.append(f"{name}: {skipped} entr{'y' if skipped == 1 else 'ies'} skipped (keys must be feature "
-                        f"indices 0..{d_sae - 1}, values strings)")
-    return labels
-
-
 def feature_listing(name: str) -> dict:
     """The reply of the route for ``sae=name``; raises ``RouteError`` for a 4xx."""
     path = resolve_listed_sae(name)
     try:
-        d_sae = SAE_CACHE.get(path, "auto").d_sae  # the same cache entry Load SAE (dtype auto) uses
+        sae = SAE_CACHE.get(path, "auto")  # the same cache entry Load SAE (dtype auto) uses; it reads the labels
     except (ValueError, OSError, RuntimeError) as err:
         raise RouteError(422, f"sae {name!r} could not be read: {err}") from None
-    warnings: list[str] = []
-    label_path = labels_file(path)
-    labels = read_labels(label_path, d_sae, warnings) if label_path else {}
+    d_sae, labels, warnings = sae.d_sae, sae.labels, []
+    label_path = labels_file_for(path)
     measurement = measured(path)
     if measurement is not None and measurement.mean.numel() != d_sae:
         measurement = None  # the file changed since it was measured

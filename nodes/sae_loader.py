@@ -10,6 +10,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..sae import load_sae
+from ..sae.labels import FOLDER_LABELS, LABELS_SUFFIX
 from .comfy_types import SAEType
 
 SAE_FOLDER = "sae"
@@ -35,9 +36,11 @@ register_sae_folder()
 
 
 def file_signature(path: str) -> tuple:
-    """What identifies the loaded content: the weights file and any config beside it."""
+    """What identifies the loaded content: the weights file, any config and any labels file beside it."""
     stem = os.path.splitext(path)[0]
-    candidates = [path, stem + ".json"] + [os.path.join(os.path.dirname(path), n) for n in CONFIG_NAMES]
+    folder = os.path.dirname(path)
+    candidates = [path, stem + ".json", stem + LABELS_SUFFIX, os.path.join(folder, FOLDER_LABELS)] + \
+        [os.path.join(folder, n) for n in CONFIG_NAMES]
     signature = []
     for candidate in candidates:
         try:

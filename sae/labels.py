@@ -1,6 +1,8 @@
 """Feature labels: a JSON object of feature index -> label, kept in a file beside an SAE.
 
-Looked up as ``<stem>.labels.json`` beside the SAE's weights file, then ``labels.json`` in its folder.
+Looked up as ``<stem>.labels.json`` beside the SAE's weights file, then ``labels.json`` in the SAE's own
+folder (a folder layout: a config file beside the weights). A ``labels.json`` among single-file SAEs
+belongs to none of them and is ignored.
 Steering inputs may name features by label (``blue:2.0``); an unknown name lists the nearest labels.
 """
 from __future__ import annotations
@@ -11,14 +13,16 @@ from pathlib import Path
 
 LABELS_SUFFIX = ".labels.json"
 FOLDER_LABELS = "labels.json"
+FOLDER_CONFIGS = ("cfg.json", "config.json")  # what makes a folder one SAE's own (sae/formats/configs.py)
 
 
 def labels_file_for(sae_path) -> Path | None:
     """The labels file that belongs to the SAE at ``sae_path`` (file or folder), or None."""
     path = Path(sae_path)
     folder = path if path.is_dir() else path.parent
-    candidates = [] if path.is_dir() else [path.with_name(path.name.split(".")[0] + LABELS_SUFFIX)]
-    candidates.append(folder / FOLDER_LABELS)
+    candidates = [] if path.is_dir() else [path.with_name(path.stem + LABELS_SUFFIX)]
+    if path.is_dir() or any((folder / name).is_file() for name in FOLDER_CONFIGS):
+        candidates.append(folder / FOLDER_LABELS)
     return next((c for c in candidates if c.is_file()), None)
 
 

@@ -69,12 +69,11 @@ def test_unmeasured_sae_without_labels_lists_nothing_but_its_size(comfy_server):
 def test_labels_file_in_the_sae_folder_and_beside_the_weights(comfy_server, picker_saes):
     folder = picker_saes[LABELLED]
     name = f"{LABELLED}/model.safetensors"
-    (folder / "labels.json").write_text(json.dumps({"5": "fox fur", "7": "snow", "x": "bad key",
-                                                    str(TINY_SAE_FEATURES): "out of range", "9": 3}))
+    (folder / "labels.json").write_text(json.dumps({"5": "fox fur", "7": "snow"}))
     status, body = features(comfy_server, name)
     assert status == 200 and body["labels_file"] == "labels.json"
     assert [(row["index"], row["label"]) for row in body["features"]] == [(5, "fox fur"), (7, "snow")]
-    assert len(body["warnings"]) == 1 and "3 entries skipped" in body["warnings"][0]
+    assert body["warnings"] == []
     beside = folder / "model.labels.json"  # <stem>.labels.json wins over the folder's labels.json
     beside.write_text(json.dumps({"11": "pine trees"}))
     try:
@@ -83,17 +82,21 @@ def test_labels_file_in_the_sae_folder_and_beside_the_weights(comfy_server, pick
         assert [(row["index"], row["label"]) for row in body["features"]] == [(11, "pine trees")]
     finally:
         beside.unlink()
-    (folder / "labels.json").write_text("{not json")
-    status, body = features(comfy_server, name)
-    assert status == 200 and body["features"] == [] and "not readable JSON" in body["warnings"][0]
+    # a malformed labels file is the same one-line error Load SAE gives, naming the file (sae/labels.py)
+    for bad in ("{not json", json.dumps({"x": "bad key"}), json.dumps({str(TINY_SAE_FEATURES): "out of range"})):
+        (folder / "labels.json").write_text(bad)
+        status, body = features(comfy_server, name)
+        assert status == 422 and "labels.json" in body["error"] and "\n" not in body["error"], body
     (folder / "labels.json").write_text(json.dumps({"5": "fox fur", "7": "snow"}))
 
 
-def test_labels_json_at_the_top_of_an_sae_folder_belongs_to_no_sae(tmp_path, monkeypatch):
-    import folder_paths
-    from comfyui_sae_steering.nodes.feature_route import labels_file
+def test_labels_json_at_the_top_of_an_sae_folder_belongs_to_no_sae(tmp_path):
+    from comfyui_sae_steering.sae.labels import labels_file_for
 
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, "sae", ([str(tmp_path)], {".safetensors"}))
+    def labels_file(path):
+        found = labels_file_for(path)
+        return None if found is None else str(found)
+
     single = tmp_path / "one.safetensors"
     single.write_bytes(b"")
     (tmp_path / "labels.json").write_text("{}")

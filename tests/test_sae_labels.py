@@ -49,10 +49,14 @@ def test_load_sae_reads_stem_labels_file(tmp_path):
     assert sae.labels == {37: "blue", 5: "red"}
 
 
-def test_folder_labels_json_and_stem_file_wins(tmp_path):
+def test_folder_labels_json_belongs_to_a_folder_layout_and_stem_file_wins(tmp_path):
     _write_sae(tmp_path / "mine.safetensors")
     (tmp_path / "labels.json").write_text(json.dumps({"1": "folder"}))
+    assert labels_file_for(tmp_path / "mine.safetensors") is None  # among single files: nobody's
+    (tmp_path / "config.json").write_text("{}")
     assert labels_file_for(tmp_path / "mine.safetensors") == tmp_path / "labels.json"
+    assert labels_file_for(tmp_path) == tmp_path / "labels.json"
+    (tmp_path / "config.json").unlink()
     (tmp_path / "mine.labels.json").write_text(json.dumps({"2": "stem"}))
     assert load_sae(tmp_path / "mine.safetensors").labels == {2: "stem"}
 
