@@ -1,9 +1,14 @@
 """The pack's main job, headless: steer FLUX with SAE features through ComfyUI's real executor.
 
-    bash scripts/demo [--out DIR] [--fast] [...]          # embedded default: tiny FLUX, SAE trained here
+    bash scripts/demo [--out DIR] [--fast]                # embedded default: Tiny World, steered
+    bash scripts/demo --random-flux [--fast] [...]          # a random tiny FLUX, SAE trained on the spot
     bash scripts/demo --unet F --clip-l F --t5 F --vae F --sae F   # example workflow 1 on real models
 
-Embedded default: a tiny FLUX-architecture model (random weights, built in code), its activations
+Embedded default: Tiny World (``demo/tiny_world_job.py``): the shipped tiny FLUX trained on coloured
+shapes, steered with its SAE's "blue" feature; a grid of unsteered vs steered images, the scale report
+and plot, and an effectiveness table read by the project's pixel classifier.
+
+``--random-flux``: a tiny FLUX-architecture model (random weights, built in code), its activations
 recorded at one site during real sampling, a TopK SAE trained on them (FVU printed), saved into a
 temporary ``models/sae``; then ComfyUI's ``PromptExecutor`` runs Load SAE -> Measure Activation
 Scale -> SAE Steer FLUX (``add where active``, strength in units of the feature's measured mean)
@@ -39,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"),
                    help="ComfyUI checkout (default: $COMFYUI_PATH, else found as the tests find it)")
     p.add_argument("--fast", action="store_true", help="smaller everything: seconds, for the tests")
+    p.add_argument("--random-flux", action="store_true",
+                   help="instead of Tiny World: a random-weight tiny FLUX with an SAE trained on the spot")
     tiny = p.add_argument_group("embedded default (tiny FLUX)")
     both = p.add_argument_group("both runs (real models: default = the workflow's own values)")
     both.add_argument("--site", default=None, help="site measured and steered (tiny default: double.img.out)")
@@ -63,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         missing = [f"--{f.replace('_', '-')} / {REAL_MODEL_FLAGS[f]}" for f in REAL_MODEL_FLAGS if f not in given]
         p.error(f"real-model run needs all five files; missing: {', '.join(missing)}")
     args.real = bool(given)
-    if not args.real:
+    if not args.real and args.random_flux:
         args.site = args.site or "double.img.out"
         args.block = 1 if args.block is None else args.block
         args.strength = 4.0 if args.strength is None else args.strength
@@ -96,7 +103,12 @@ def main(argv=None) -> int:
         print(f"ComfyUI {comfyui} started headless with the pack loaded in {time.perf_counter() - t:.1f} s")
         try:
             require_nodes(*PACK_NODES)
-            written = run_real_models(args, work, out) if args.real else run_tiny(args, work, out)
+            if args.real:
+                written = run_real_models(args, work, out)
+            elif args.random_flux:
+                written = run_tiny(args, work, out)
+            else:
+                written = run_tiny_world(args, out)
         except (PromptFailed, FileNotFoundError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -114,7 +126,16 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available() or bool(mps and mps.is_available())
 
 
-# ---- embedded default ------------------------------------------------------------------------
+# ---- embedded default: Tiny World ---------------------------------------------------------------
+def run_tiny_world(args, out: Path) -> list[str]:
+    from . import tiny_world_job
+
+    return tiny_world_job.run(out, seeds=2 if args.fast else 4,
+                              strengths=(2.0, 8.0) if args.fast else (1.0, 2.0, 4.0, 8.0),
+                              strength=args.strength if args.strength is not None else tiny_world_job.STRENGTH)
+
+
+# ---- --random-flux: a random tiny FLUX, SAE trained on the spot --------------------------------
 def run_tiny(args, work: Path, out: Path) -> list[str]:
     from sae.formats import pack
 

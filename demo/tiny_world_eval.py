@@ -10,6 +10,18 @@ STEPS = 20
 CFG = 1.0
 
 
+def pack(submodule: str):
+    """A module of the pack under the name this process loaded it: ``comfyui_sae_steering`` (tests, bench,
+    training) or the name ComfyUI's custom-node loader gave it (the headless main job)."""
+    import importlib
+    import sys
+
+    if "comfyui_sae_steering" in sys.modules:
+        return importlib.import_module(f"comfyui_sae_steering.{submodule}")
+    from .headless import pack_module
+    return pack_module(submodule)
+
+
 @dataclass
 class Drawn:
     prompt: str
@@ -26,24 +38,27 @@ def sample_images(model, clip, vae, prompt: str, seeds, steps: int = STEPS, cfg:
     """One real ``comfy.sample.sample`` per seed (as KSampler runs it), decoded by ComfyUI's VAE."""
     import comfy.sample
 
-    from comfyui_sae_steering.nodes.tiny_world.world import IMAGE_SIZE
+    IMAGE_SIZE = pack("nodes.tiny_world.world").IMAGE_SIZE  # noqa: N806
 
-    positive, negative = encode(clip, prompt), encode(clip, "")
     drawn = []
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes
+        positive, negative = encode(clip, prompt), encode(clip, "")
     for seed in seeds:
         latent = torch.zeros(1, 16, IMAGE_SIZE // 8, IMAGE_SIZE // 8)
         noise = comfy.sample.prepare_noise(latent, seed)
-        samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                                      disable_pbar=True, seed=seed)
-        pixels = vae.decode(samples)[0].clamp(0, 1)
+        with torch.inference_mode():
+            samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative,
+                                          latent, disable_pbar=True, seed=seed)
+            pixels = vae.decode(samples)[0].clamp(0, 1)
         drawn.append(Drawn(prompt, seed, (pixels.numpy() * 255).round().astype(np.uint8)))
     return drawn
 
 
 def accuracy(model, clip, vae, seeds, prompts=None, **kwargs) -> dict:
     """Colour and shape accuracy of what the model draws for each prompt, read by the project's classifier."""
-    from comfyui_sae_steering.nodes.tiny_world.classify import classify
-    from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES, all_prompts
+    classify = pack("nodes.tiny_world.classify").classify
+    world = pack("nodes.tiny_world.world")
+    COLOURS, SHAPES, all_prompts = world.COLOURS, world.SHAPES, world.all_prompts  # noqa: N806
 
     colour_ok = shape_ok = total = 0
     per_prompt = {}

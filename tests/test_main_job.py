@@ -1,4 +1,4 @@
-"""The main-job command end to end: tiny FLUX, SAE trained on the spot, steering through ComfyUI's executor.
+"""The main-job command end to end: the --random-flux path (tiny FLUX, SAE trained on the spot) and the real-model path.
 
 Runs ``python -m demo.main_job`` in a subprocess (as ``scripts/demo`` does), so ComfyUI loads the pack
 from a ``custom_nodes`` folder in a fresh process and this test process's node table stays untouched.
@@ -18,7 +18,7 @@ from comfyui_sae_steering.sae import load_sae
 from comfyui_sae_steering.sae.formats import pack
 from comfyui_sae_steering.sae.train import train_topk_sae
 
-FAST = ["--fast", "--train-steps", "80", "--d-sae", "256"]
+FAST = ["--random-flux", "--fast", "--train-steps", "80", "--d-sae", "256"]
 
 
 def run_main_job(*args, timeout=600):

@@ -42,8 +42,9 @@ def stage_vae(out, args, seeds, progress) -> dict:
 def encode_images(vae, images) -> torch.Tensor:
     """Pixels -> what FLUX reads: ComfyUI's own ``VAE.encode`` then the latent format's ``process_in``."""
     fmt = _flux_latent_format()
-    chunks = [vae.encode(torch.from_numpy(images[i:i + 256]).float().div(255.0)) for i in range(0, len(images), 256)]
-    return fmt.process_in(torch.cat(chunks))
+    with torch.inference_mode():  # as ComfyUI runs its nodes: no autograd graph kept across chunks
+        chunks = [vae.encode(torch.from_numpy(images[i:i + 64]).float().div(255.0)) for i in range(0, len(images), 64)]
+        return fmt.process_in(torch.cat(chunks)).clone()
 
 
 def token_ids(prompts: list[str]) -> torch.Tensor:
@@ -100,6 +101,7 @@ def stage_sae(out, args, seeds, progress) -> dict:
 
     from ..record import record_site
 
+    torch.set_grad_enabled(False)
     flux, clip, _, _ = _load_without_sae(out)
     prompts = world.all_prompts()
     conditionings = [clip.encode_from_tokens_scheduled(clip.tokenize(p)) for p in prompts for _ in range(args.sae_seeds)]
