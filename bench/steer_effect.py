@@ -65,7 +65,7 @@ def run(args) -> list[dict]:
     from comfyui_sae_steering.nodes.tiny_world.classify import classify
     from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES
 
-    from demo.tiny_world_eval import encode, sample_images
+    from comfyui_sae_steering.demo.tiny_world_eval import encode, sample_images
 
     seeds = list(range(3 if args.quick else args.seeds))
     strengths = [1, 4, 16] if args.quick else STRENGTHS

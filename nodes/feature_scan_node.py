@@ -15,6 +15,7 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
+from ..sae.labels import describe
 from ..sae.scan_result import scan_result
 from .comfy_types import SAEScanType, SAEType
 from .flux_steer_node import resolve_site, site_inputs
@@ -97,6 +98,6 @@ class SAEFeatureScan(io.ComfyNode):
         else:
             samples = latent["samples"]
             size, backdrop = (samples.shape[-2] * VAE_SCALE, samples.shape[-1] * VAE_SCALE), None
-        labels = [f"#{f}  peak {float(m.max()):.3g}" for f, m in zip(result.features, result.maps)]
+        labels = [f"#{describe(f, sae.labels)}  peak {float(m.max()):.3g}" for f, m in zip(result.features, result.maps)]
         heatmaps = draw_heatmaps(result.maps, size, labels, backdrop)
-        return io.NodeOutput(result.table(), heatmaps, result)
+        return io.NodeOutput(result.table(sae.labels), heatmaps, result)

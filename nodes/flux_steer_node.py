@@ -1,8 +1,11 @@
 """``SAEFluxSteer`` ("SAE Steer FLUX"): steer SAE features inside FLUX's transformer blocks."""
 from __future__ import annotations
 
+import logging
+
 from comfy_api.latest import io
 
+from ..sae.labels import describe
 from .comfy_types import SAEScaleType, SAEType
 from .feature_spec import MODE_NAMES, edits_for, parse_features
 from .flux_sites import APPLY_TO_CHOICES, SITE_NAMES, TOKEN_CHOICES, site_from_hook
@@ -10,6 +13,7 @@ from .site_tap import TapSpec, attach_tap
 from .steer_patch import SteerCallback
 
 AUTO_SITE = "auto"
+log = logging.getLogger(__name__)
 STRENGTH_UNITS = ["absolute", "× feature mean", "× token norm"]
 MAX_BLOCK = 63  # FLUX has 19 double and 38 single blocks; the model checks the real range
 
@@ -96,7 +100,10 @@ class SAEFluxSteer(io.ComfyNode):
                 start_percent, end_percent, apply_to, scale=None, strength_unit="absolute") -> io.NodeOutput:
         site, block = resolve_site(site, block, sae)
         parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
-        edits = edits_for(in_units(parsed, strength_unit, scale, site, block, sae, mode), mode)
+        absolute = in_units(parsed, strength_unit, scale, site, block, sae, mode)
+        log.info("SAE Steer FLUX at %s block %d, %s: %s", site, block, mode,
+                 ", ".join(f"{describe(f, sae.labels)} {v:+.4g}" for f, v in absolute))
+        edits = edits_for(absolute, mode)
         spec = TapSpec(site, block, tokens, apply_to, start_percent, end_percent)
         patched, _ = attach_tap(model, spec, SteerCallback(sae, edits, keep_error), d_in=sae.d_in)
         return io.NodeOutput(patched)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .feature_stats import FeatureStats, rank_features
+from .labels import describe
 
 
 @dataclass
@@ -36,13 +37,14 @@ class ScanResult:
         scores = self.difference if self.contrast_mean is not None else self.mean
         return ", ".join(str(f) for f, s in zip(self.features, scores) if s > 0)
 
-    def table(self) -> str:
+    def table(self, labels: dict[int, str] | None = None) -> str:
+        """The ranked features as text; ``labels`` (the SAE's) name features next to their indices."""
         head = ["rank", "feature", "mean", "freq", "max"]
         if self.contrast_mean is not None:
             head += ["contrast", "diff"]
         rows = []
         for r, f in enumerate(self.features):
-            row = [str(r + 1), str(f), f"{self.mean[r]:.5g}", f"{self.frequency[r]:.4f}", f"{self.max[r]:.5g}"]
+            row = [str(r + 1), describe(f, labels or {}), f"{self.mean[r]:.5g}", f"{self.frequency[r]:.4f}", f"{self.max[r]:.5g}"]
             if self.contrast_mean is not None:
                 row += [f"{self.contrast_mean[r]:.5g}", f"{self.difference[r]:.5g}"]
             rows.append(row)

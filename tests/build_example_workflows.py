@@ -86,6 +86,40 @@ def side_by_side(x: int, folder: str, plain: tuple, changed: tuple, **kwargs) ->
 
 WORKFLOWS = [
     Workflow(
+        "tiny_world_steer",
+        "Tiny World: turn red circles blue (runs on a CPU in seconds)",
+        "Load Tiny World -> Measure Activation Scale -> SAE Steer FLUX ('blue', x feature mean) -> side by side",
+        "# Tiny World: see steering work\n\n"
+        "**Files this workflow needs:** none. Load Tiny World loads a tiny FLUX trained on 64x64 coloured shapes, "
+        "its VAE, its text encoder and its SAE (image stream of double block 1, features labelled red, green, "
+        "blue, yellow, circle, square, triangle), all shipped in the pack.\n\n"
+        "**How to use.** Queue it: four seeds of 'a red circle' are sampled twice from the same noise, once as "
+        "the model draws them and once with the SAE's 'blue' feature added at 4 x its mean activation "
+        "(measured on 'a blue circle', where it fires). The steered circles turn blue and stay circles. Try "
+        "`features` = `square`, `yellow:4, red:-2`, other strengths or modes; the strength guide in the "
+        "README quotes the measured success rates.",
+        [
+            N("world", "TinyWorldLoader", (0, 0), {}),
+            N("pos", "CLIPTextEncode", (380, 0), {"clip": ("world", 1), "text": "a red circle"}, "Prompt"),
+            N("neg", "CLIPTextEncode", (380, 230), {"clip": ("world", 1), "text": ""}, "Negative (unused at cfg 1)"),
+            N("target", "CLIPTextEncode", (380, 430), {"clip": ("world", 1), "text": "a blue circle"},
+              "Where the target feature fires (for its mean)"),
+            N("latent", "EmptySD3LatentImage", (380, 660), {"width": 64, "height": 64, "batch_size": 4}),
+            N("scale", "SAEActivationScale", (800, 0), {
+                "model": ("world", 0), "positive": ("target", 0), "latent": ("latent", 0),
+                "site": "double.img.out", "block": 1, "steps": 4, "seed": 42, "cfg": 1.0,
+                "sampler_name": "euler", "scheduler": "simple", "sae": ("world", 3)}),
+            N("report", "PreviewAny", (800, 420), {"source": ("scale", 1)}, "Scale report"),
+            N("steer", "SAEFluxSteer", (1200, 0), {
+                "model": ("world", 0), "sae": ("world", 3), "site": "double.img.out", "block": 1,
+                "tokens": "image", "features": "blue", "strength": 4.0, "mode": "add", "keep_error": True,
+                "start_percent": 0.0, "end_percent": 1.0, "apply_to": "both", "scale": ("scale", 0),
+                "strength_unit": "× feature mean"}),
+        ]
+        + side_by_side(1600, "tiny_world", ("unsteered", ("world", 0), ("pos", 0)),
+                       ("steered", ("steer", 0), ("pos", 0)), vae=("world", 2)),
+    ),
+    Workflow(
         "flux_measure_then_steer",
         "FLUX: measure, then steer a feature",
         "Measure Activation Scale + Feature Scan (contrast) -> SAE Steer FLUX (x feature mean) -> side by side",

@@ -76,7 +76,9 @@ def test_note_names_every_file_the_workflow_needs(workflow):
     notes = " ".join(v for node in ui["nodes"] if node["type"] in FRONTEND_ONLY for v in node["widgets_values"])
     used = {v for node in ui["nodes"] if node["type"] not in FRONTEND_ONLY for v in node["widgets_values"]
             if isinstance(v, str) and v in MODEL_FILES}
-    assert used, f"{name} names no model file"
+    if not used:  # Tiny World ships its models: its note must say so
+        assert "needs:** none" in notes and any(n["type"] == "TinyWorldLoader" for n in ui["nodes"]), \
+            f"{name} names no model file"
     for file in used - {PLACEHOLDER_IMAGE}:
         assert file.split("/")[0] in notes, f"{name}: the note does not say where {file} goes"
 

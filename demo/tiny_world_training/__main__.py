@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..headless import PACK_ROOT, import_from_tests
 
-STAGES = ("vae", "flux", "sae")
-SEEDS = {"vae": 1, "vae_stats": 2, "flux_data": 3, "flux": 4, "sae": 5}
+STAGES = ("vae", "flux", "flux_more", "sae")
+SEEDS = {"vae": 1, "vae_stats": 2, "flux_data": 3, "flux": 4, "sae": 5, "flux_more": 6}
 
 
 def progress_printer(name: str):

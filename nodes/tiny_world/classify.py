@@ -2,9 +2,12 @@
 
 - Object pixels: those whose RGB distance from the background exceeds ``OBJECT_DISTANCE``.
 - Colour: the palette colour nearest to the object pixels' median RGB.
-- Shape: each shape's ideal mask is drawn in the object's bounding box; the shape with the highest
-  intersection-over-union with the object pixels wins (circle fills ~79 % of its box, square 100 %,
-  triangle 50 %, and the IoU also sees where the pixels are).
+- Shape: three numbers describe the object pixels inside their bounding box: how much of the box they
+  fill, and how much of its two top and two bottom corner cells (each a quarter of the box wide and
+  high) they cover. Each shape's ideal mask is drawn in the same box and described the same way; the
+  nearest description wins. A circle fills ~79 % of its box and leaves every corner empty, a square
+  fills all of it, an upright triangle fills half and only its bottom corners; so a square drawn with
+  rounded corners still reads as a square, and a slightly square circle as a circle.
 An image with fewer than ``MIN_OBJECT_PIXELS`` object pixels has no object (colour and shape None).
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ class Reading:
     colour: str | None
     shape: str | None
     mask: np.ndarray  # bool [H, W]: the object's pixels
-    shape_iou: float = 0.0
+    shape_distance: float = 0.0  # to the winning shape's ideal description
 
 
 def object_mask(image: np.ndarray) -> np.ndarray:
@@ -42,10 +45,22 @@ def classify(image: np.ndarray) -> Reading:
     ys, xs = np.nonzero(mask)
     cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
     half = max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) / 2
-    best, best_iou = None, -1.0
+    box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+    seen = describe_shape(mask, box)
+    distances = {}
     for shape in SHAPES:
         ideal = object_mask(render(Scene("red", shape, cx, cy, half), size=image.shape[0]))
-        iou = float((ideal & mask).sum() / max((ideal | mask).sum(), 1))
-        if iou > best_iou:
-            best, best_iou = shape, iou
-    return Reading(colour, best, mask, best_iou)
+        distances[shape] = float(np.linalg.norm(seen - describe_shape(ideal, box)))
+    best = min(distances, key=distances.get)
+    return Reading(colour, best, mask, distances[best])
+
+
+def describe_shape(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(fill of the box, fill of its top corner cells, fill of its bottom corner cells)."""
+    y0, y1, x0, x1 = box
+    inside = mask[y0:y1, x0:x1].astype(np.float32)
+    h, w = inside.shape
+    ch, cw = max(1, h // 4), max(1, w // 4)
+    top = (inside[:ch, :cw].mean() + inside[:ch, -cw:].mean()) / 2
+    bottom = (inside[-ch:, :cw].mean() + inside[-ch:, -cw:].mean()) / 2
+    return np.array([inside.mean(), top, bottom], np.float32)

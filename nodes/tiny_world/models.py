@@ -36,6 +36,7 @@ def build_flux(state_dict: dict | None = None, device="cpu"):
     import comfy.model_patcher
     import comfy.supported_models
 
+    device = torch.device(device)  # ComfyUI's memory management reads device.type
     model_config = comfy.supported_models.Flux(dict(FLUX_CONFIG))
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, device=device)

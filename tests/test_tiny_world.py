@@ -1,0 +1,118 @@
+"""Tiny World: the world, its classifier, the shipped models in ComfyUI's own classes, what the trained
+model draws (accuracy floors read by the project's classifier) and that steering visibly changes it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_sae_steering.nodes.tiny_world import models, world
+from comfyui_sae_steering.nodes.tiny_world.classify import classify
+from comfyui_sae_steering.nodes.tiny_world.text_encoder import CONTEXT_DIM, MAX_TOKENS, VOCABULARY
+from comfyui_sae_steering.demo.tiny_world_eval import accuracy, sample_images
+
+SEEDS = [0, 1]
+
+
+@pytest.fixture(scope="module")
+def tiny_world():
+    from comfyui_sae_steering.nodes.tiny_world.loader_node import TinyWorldLoader
+    return TinyWorldLoader.execute().result
+
+
+def test_world_is_seeded_and_classifier_reads_every_rendered_scene():
+    images, scenes = world.dataset(120, seed=7)
+    again, _ = world.dataset(120, seed=7)
+    assert np.array_equal(images, again) and images.shape == (120, 64, 64, 3) and images.dtype == np.uint8
+    for image, scene in zip(images, scenes):
+        reading = classify(image)
+        assert (reading.colour, reading.shape) == (scene.colour, scene.shape), scene
+    blank = np.full((64, 64, 3), world.BACKGROUND, np.uint8)
+    assert classify(blank).colour is None and classify(blank).shape is None
+
+
+def test_stock_clip_text_encode_encodes_for_the_tiny_text_encoder(tiny_world):
+    import nodes
+
+    _, clip, _, _ = tiny_world
+    (red,) = nodes.CLIPTextEncode().encode(clip, "a red circle")
+    (blue,) = nodes.CLIPTextEncode().encode(clip, "a blue circle")
+    cond, extra = red[0]
+    assert cond.shape == (1, MAX_TOKENS, CONTEXT_DIM) and extra["pooled_output"].shape == (1, CONTEXT_DIM)
+    assert not torch.equal(cond, blue[0][0])
+    assert torch.equal(cond[:, 0], blue[0][0][:, 0]) and torch.equal(cond[:, 2:], blue[0][0][:, 2:])
+    # unknown words read as <unk>, never an error
+    assert clip.tokenize("a purple circle")[0][1][0] == VOCABULARY.index("<unk>")
+
+
+def test_vae_loads_in_comfyui_and_round_trips_the_world(tiny_world):
+    _, _, vae, _ = tiny_world
+    assert type(vae.first_stage_model).__name__ == "TAESD" and vae.latent_channels == 16
+    images, scenes = world.dataset(24, seed=11)
+    with torch.inference_mode():
+        latent = vae.encode(torch.from_numpy(images).float() / 255)
+        assert latent.shape == (24, 16, 8, 8)
+        decoded = (vae.decode(latent).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    read = [classify(d) for d in decoded]
+    assert sum((r.colour, r.shape) == (s.colour, s.shape) for r, s in zip(read, scenes)) >= 23
+
+
+def test_training_forward_equals_comfyuis_forward(tiny_world):
+    """The out-of-place training path computes what ComfyUI samples with."""
+    from comfyui_sae_steering.demo.tiny_world_training.flux import flux_forward, trainable_flux
+
+    model = tiny_world[0].model.diffusion_model
+    g = torch.Generator().manual_seed(0)
+    x, sigma = torch.randn(3, 16, 8, 8, generator=g), torch.rand(3, generator=g)
+    cond, pooled = torch.randn(3, MAX_TOKENS, CONTEXT_DIM, generator=g), torch.randn(3, CONTEXT_DIM, generator=g)
+    with torch.no_grad():
+        expected = model(x.clone(), sigma, cond.clone(), y=pooled, transformer_options={})
+        with trainable_flux():
+            got = flux_forward(model, x, sigma, cond, pooled)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sae_labels_name_every_colour_and_shape(tiny_world):
+    sae = tiny_world[3]
+    assert sae.hook == "double.img.out.1"
+    assert sorted(sae.labels.values()) == sorted([*world.COLOURS, *world.SHAPES])
+
+
+def test_trained_model_draws_what_the_prompt_says(tiny_world):
+    model, clip, vae, _ = tiny_world
+    result = accuracy(model, clip, vae, SEEDS)
+    assert result["colour"] >= 0.95, result
+    assert result["shape"] >= 0.85, result
+
+
+def test_steering_blue_turns_red_circles_blue_and_keeps_them_circles(tiny_world):
+    from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
+
+    from comfyui_sae_steering.demo.tiny_world_job import MODE, STRENGTH
+    from comfyui_sae_steering.demo.tiny_world_eval import encode
+    from comfyui_sae_steering.nodes.activation_scale_node import SAEActivationScale
+
+    model, clip, vae, sae = tiny_world
+    with torch.inference_mode():
+        scale = SAEActivationScale.execute(model=model, positive=encode(clip, "a blue circle"),
+                                           latent={"samples": torch.zeros(1, 16, 8, 8)}, site="double.img.out",
+                                           block=1, steps=4, seed=0, cfg=1.0, sampler_name="euler",
+                                           scheduler="simple", sae=sae).result[0]
+    steered = SAEFluxSteer.execute(model=model, sae=sae, site="double.img.out", block=1, tokens="image",
+                                   features="blue", strength=STRENGTH, mode=MODE, keep_error=True,
+                                   start_percent=0.0, end_percent=1.0, apply_to="both", scale=scale,
+                                   strength_unit="× feature mean").result[0]
+    seeds = [0, 1, 2, 3]
+    before = [classify(d.image) for d in sample_images(model, clip, vae, "a red circle", seeds)]
+    after = [classify(d.image) for d in sample_images(steered, clip, vae, "a red circle", seeds)]
+    assert all(r.colour == "red" for r in before)
+    assert sum(r.colour == "blue" for r in after) >= 3, [r.colour for r in after]
+    assert sum(r.shape == "circle" for r in after) >= 3, [r.shape for r in after]
+    # the model itself is untouched: the unsteered model still draws red
+    assert [classify(d.image).colour for d in sample_images(model, clip, vae, "a red circle", seeds)] == \
+        [r.colour for r in before]
+
+
+def test_missing_weights_say_how_to_retrain(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"tiny_world_flux\.safetensors.*python -m demo\.tiny_world_training"):
+        models.load_models(tmp_path)
