@@ -9,7 +9,8 @@ SAEActivationScale on a prompt that has the target attribute), the real SAEFluxS
 model and ComfyUI samples it (20 euler steps, cfg 1, seeds 0..N-1). The project's pixel classifier
 (nodes/tiny_world/classify.py) reads each image:
 - success: the steered attribute reads as the target;
-- kept: the other attribute (shape for colour changes, colour for shape changes) reads as in the prompt;
+- kept: the other attribute (shape for colour changes, colour for shape changes) reads as in the unsteered
+  image of the same seed;
 - outside: mean absolute pixel change (0-255) on pixels outside the object in both images (the background).
 Prints one table and saves plots (success and kept vs strength, one line per mode) and the table as JSON.
 """
@@ -82,7 +83,7 @@ def run(args) -> list[dict]:
             source = {"colour": words[1], "shape": words[2]}
             target_prompt = prompt.replace(source[attribute], target)
             scale = SAEActivationScale.execute(model=model, positive=encode(clip, target_prompt), latent=latent,
-                                               site=site, block=block, steps=4, seed=0, cfg=1.0,
+                                               site=site, block=block, steps=8, seed=0, cfg=1.0,
                                                sampler_name="euler", scheduler="simple", sae=sae).result[0]
             baseline = sample_images(model, clip, vae, prompt, seeds)
             for mode in MODES:
@@ -100,7 +101,7 @@ def run(args) -> list[dict]:
                             r0, r1 = classify(before.image), classify(after.image)
                             got = {"colour": r1.colour, "shape": r1.shape}
                             success += got[attribute] == target
-                            kept += got[stays] == source[stays]
+                            kept += got[stays] == {"colour": r0.colour, "shape": r0.shape}[stays]
                             background = ~(r0.mask | r1.mask)
                             diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
                             outside.append(float(diff[background].mean()) if background.any() else 255.0)
@@ -115,7 +116,7 @@ def run(args) -> list[dict]:
 
 def torch_zeros_latent():
     import torch
-    return torch.zeros(1, 16, 8, 8)
+    return torch.zeros(4, 16, 8, 8)  # 4 noise draws: shape features fire on some tokens of some of them
 
 
 def format_table(rows: list[dict]) -> str:
