@@ -116,3 +116,29 @@ def test_steering_blue_turns_red_circles_blue_and_keeps_them_circles(tiny_world)
 def test_missing_weights_say_how_to_retrain(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"tiny_world_flux\.safetensors.*python -m demo\.tiny_world_training"):
         models.load_models(tmp_path)
+
+
+def test_example_workflow_runs_in_the_real_server_and_the_steered_images_change(comfy_server, object_info):
+    """The drag-and-drop workflow, converted as the frontend queues it, through POST /prompt: four seeds of
+    'a red circle' saved unsteered and steered; the project's classifier reads what changed."""
+    import json
+
+    from PIL import Image
+
+    from comfyui_locator import PACK_ROOT
+    from workflow_api import to_api
+
+    ui = json.loads((PACK_ROOT / "example_workflows" / "tiny_world_steer.json").read_text())
+    entry = comfy_server.run_prompt(to_api(ui, object_info))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = {}
+    for output in entry["outputs"].values():
+        for image in output.get("images", []):
+            if image.get("type") == "output":
+                branch = image["filename"].split("_")[0]  # "tiny_world/steered" saves steered_00001_.png
+                path = comfy_server.output / image["subfolder"] / image["filename"]
+                saved.setdefault(branch, []).append(classify(np.asarray(Image.open(path).convert("RGB"))))
+    assert sorted(saved) == ["steered", "unsteered"] and len(saved["steered"]) == 4
+    assert [r.colour for r in saved["unsteered"]].count("red") >= 3
+    assert [r.colour for r in saved["steered"]].count("blue") >= 3
+    assert [r.shape for r in saved["steered"]].count("circle") >= 3
