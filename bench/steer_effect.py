@@ -10,7 +10,9 @@ model and ComfyUI samples it (20 euler steps, cfg 1, seeds 0..N-1). The project'
 (nodes/tiny_world/classify.py) reads each image:
 - success: the steered attribute reads as the target;
 - kept: the other attribute (shape for colour changes, colour for shape changes) reads as in the unsteered
-  image of the same seed;
+  image of the same seed, and the object stays where it was (its pixels overlap the unsteered object's
+  with an intersection-over-union of at least 0.5, ``classify.object_kept``): a smeared blob that happens to read as a circle
+  is not a kept circle;
 - outside: mean absolute pixel change (0-255) on pixels outside the object in both images (the background).
 Prints one table and saves plots (success and kept vs strength, one line per mode) and the table as JSON.
 """
@@ -63,7 +65,7 @@ def run(args) -> list[dict]:
     from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
     from comfyui_sae_steering.nodes.sae_loader import SAE_CACHE
     from comfyui_sae_steering.nodes.tiny_world import models
-    from comfyui_sae_steering.nodes.tiny_world.classify import classify
+    from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
     from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES
 
     from comfyui_sae_steering.demo.tiny_world_eval import encode, sample_images
@@ -101,7 +103,7 @@ def run(args) -> list[dict]:
                             r0, r1 = classify(before.image), classify(after.image)
                             got = {"colour": r1.colour, "shape": r1.shape}
                             success += got[attribute] == target
-                            kept += got[stays] == {"colour": r0.colour, "shape": r0.shape}[stays]
+                            kept += object_kept(r0, r1) if stays == "shape" else r1.colour == r0.colour
                             background = ~(r0.mask | r1.mask)
                             diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
                             outside.append(float(diff[background].mean()) if background.any() else 255.0)

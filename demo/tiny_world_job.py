@@ -31,7 +31,7 @@ def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = M
     SAEActivationScale = pack("nodes.activation_scale_node").SAEActivationScale  # noqa: N806
     SAEFluxSteer = pack("nodes.flux_steer_node").SAEFluxSteer  # noqa: N806
     TinyWorldLoader = pack("nodes.tiny_world.loader_node").TinyWorldLoader  # noqa: N806
-    classify = pack("nodes.tiny_world.classify").classify
+    classify, object_kept = pack("nodes.tiny_world.classify").classify, pack("nodes.tiny_world.classify").object_kept
 
     torch.set_num_threads(1)
     t = time.perf_counter()
@@ -61,18 +61,18 @@ def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = M
     grid = draw_grid(columns, [f"{p}" if i % 2 == 0 else f"+ {target} ×{strength:g}" for p in PROMPTS for i in (0, 1)])
     grid.save(out / "tiny_world_grid.png")
 
+    base = [(classify(d.image), p) for p, col in zip(PROMPTS, columns[::2]) for d in col]
     rows = []
     for s in strengths:
         m = steer(s)
-        readings = [(classify(d.image), d.prompt) for p in PROMPTS for d in sample_images(m, clip, vae, p, range(seeds))]
-        rows.append({"strength": s, "success": np.mean([r.colour == target for r, _ in readings]),
-                     "shape_kept": np.mean([r.shape is not None and r.shape in p for r, p in readings])})
-    base = [(classify(d.image), p) for p, col in zip(PROMPTS, columns[::2]) for d in col]
+        readings = [classify(d.image) for p in PROMPTS for d in sample_images(m, clip, vae, p, range(seeds))]
+        rows.append({"strength": s, "success": np.mean([r.colour == target for r in readings]),
+                     "shape_kept": np.mean([object_kept(b, r) for (b, _), r in zip(base, readings)])})
     table = [f"steering '{target}' ({mode}, keep_error on) on {', '.join(PROMPTS)}; {seeds} seeds each; "
              f"classifier: nodes/tiny_world/classify.py",
              f"unsteered: colour red {np.mean([r.colour == 'red' for r, _ in base]):.0%}, "
              f"shape right {np.mean([r.shape is not None and r.shape in p for r, p in base]):.0%}",
-             "| strength (× feature mean) | turned blue | shape kept |", "|---|---|---|"]
+             "| strength (× feature mean) | turned blue | shape kept (same shape, in place) |", "|---|---|---|"]
     table += [f"| {r['strength']:g} | {r['success']:.0%} | {r['shape_kept']:.0%} |" for r in rows]
     (out / "effectiveness.md").write_text("\n".join(table) + "\n")
     (out / "effectiveness.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")

@@ -64,3 +64,14 @@ def describe_shape(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
     top = (inside[:ch, :cw].mean() + inside[:ch, -cw:].mean()) / 2
     bottom = (inside[-ch:, :cw].mean() + inside[-ch:, -cw:].mean()) / 2
     return np.array([inside.mean(), top, bottom], np.float32)
+
+
+KEPT_IOU = 0.5
+
+
+def object_kept(before: Reading, after: Reading, min_iou: float = KEPT_IOU) -> bool:
+    """Whether ``after`` still has ``before``'s object where it was: the same shape reading, and object
+    pixels overlapping with an intersection-over-union of at least ``min_iou`` (a smeared blob that
+    happens to read as a circle is not a kept circle)."""
+    union = (before.mask | after.mask).sum()
+    return after.shape == before.shape and union > 0 and (before.mask & after.mask).sum() / union >= min_iou
