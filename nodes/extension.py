@@ -9,7 +9,9 @@ from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
 from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
+from .harvest_node import SAEHarvestActivations
 from .sae_loader import SAELoader
+from .train_node import SAETrain
 
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
@@ -19,6 +21,8 @@ NODES: list[type[io.ComfyNode]] = [
     SAEClipVisionEdit,
     SAEEmbeddingFeatures,
     SAEFeatureScan,
+    SAEHarvestActivations,
+    SAETrain,
 ]
 
 

@@ -26,7 +26,7 @@ from .shard_stream import ShardStream, _generator
 from .topk_model import NORMALIZATIONS, TopKSAEModule, input_scale, normalise
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "last.pt"
+CHECKPOINT = "last.state"  # not an SAE extension: Load SAE never lists a checkpoint
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"checkpoint_every", "log_every", "eval_tokens"}
 
