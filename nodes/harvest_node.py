@@ -29,12 +29,17 @@ HARVEST_FOLDER = "sae_activations"
 log = logging.getLogger(__name__)
 
 
-def harvest_folder(name: str) -> str:
-    """``output/sae_activations/<name>``; a name that would leave that folder is refused."""
+def plain_name(name: str, what: str) -> str:
+    """A file or folder name that stays inside its folder (no separators, not hidden, not empty)."""
     name = name.strip()
-    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")) or name.startswith("."):
-        raise ValueError(f"harvest name {name!r} must be a plain folder name (no path separators)")
-    return os.path.join(folder_paths.get_output_directory(), HARVEST_FOLDER, name)
+    if not name or name.startswith(".") or any(sep in name for sep in ("/", "\\")):
+        raise ValueError(f"{what} {name!r} must be a plain name (no path separators)")
+    return name
+
+
+def harvest_folder(name: str) -> str:
+    """``output/sae_activations/<name>``."""
+    return os.path.join(folder_paths.get_output_directory(), HARVEST_FOLDER, plain_name(name, "harvest name"))
 
 
 class _Recorder:

@@ -17,7 +17,7 @@ from comfy_api.latest import io
 
 from ..sae.train_shards import TrainSettings, train_on_shards
 from .comfy_types import SAEType
-from .harvest_node import HARVEST_FOLDER, harvest_folder
+from .harvest_node import HARVEST_FOLDER, harvest_folder, plain_name
 from .sae_loader import SAE_FOLDER
 from .train_plot import loss_plot
 
@@ -30,9 +30,7 @@ def activations_folder(activations: str) -> str:
 
 
 def save_path(save_name: str) -> str:
-    name = save_name.strip()
-    if not name or any(sep in name for sep in ("/", "\\")) or name.startswith("."):
-        raise ValueError(f"save_name {save_name!r} must be a plain file name (no path separators)")
+    name = plain_name(save_name, "save_name")
     if not name.endswith(".safetensors"):
         name += ".safetensors"
     return os.path.join(folder_paths.get_folder_paths(SAE_FOLDER)[0], name)

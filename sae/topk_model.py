@@ -39,11 +39,11 @@ class TopKSAEModule(nn.Module):
         """Returns (loss, squared error summed over this rank's tokens, fired latent indices).
 
         ``dead`` [d_sae] bool; ``reduce_sum(t)`` sums a tensor over the ranks (identity on one process)."""
-        centred = x - self.b_dec
-        with torch.no_grad():  # the one dense matmul: only to choose the latents
+        with torch.no_grad():  # the one dense matmul; gradients flow through the k chosen latents only
+            centred = x - self.b_dec
             pre = torch.addmm(self.b_enc, centred, self.W_enc.T)
             indices = pre.topk(self.k, dim=-1, sorted=False).indices
-        values = torch.relu(sparse_encode(centred, self.W_enc, self.b_enc, indices))
+        values = torch.relu(sparse_encode(pre, centred, self.W_enc, self.b_enc, self.b_dec, indices))
         error = x - (sparse_decode(values, indices, self.W_dec) + self.b_dec)
         squared = error.pow(2).sum()
         loss = squared / (x.shape[0] * token_variance)
@@ -53,7 +53,8 @@ class TopKSAEModule(nn.Module):
                 aux_indices = pre.masked_fill_(~dead, float("-inf")).topk(min(k_aux, n_dead), dim=-1,
                                                                          sorted=False).indices
                 residual_energy = reduce_sum(squared.detach().clone()).clamp_min(1e-12)
-            aux_values = torch.relu(sparse_encode(centred, self.W_enc, self.b_enc, aux_indices))
+            # dead latents' entries of pre are untouched by the mask
+            aux_values = torch.relu(sparse_encode(pre, centred, self.W_enc, self.b_enc, self.b_dec, aux_indices))
             error_hat = sparse_decode(aux_values, aux_indices, self.W_dec)
             scale = min(n_dead / k_aux, 1.0)
             loss = loss + self.auxk_coef * scale * world * (error_hat - error.detach()).pow(2).sum() / residual_energy

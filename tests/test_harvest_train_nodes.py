@@ -8,11 +8,13 @@ import folder_paths
 from safetensors.torch import load_file
 
 from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample, tiny_conditioning
+from comfyui_sae_steering.nodes.extension import NODES
 from comfyui_sae_steering.nodes.flux_steer_node import resolve_site
 from comfyui_sae_steering.nodes.harvest_node import SAEHarvestActivations
-from comfyui_sae_steering.nodes.sae_loader import SAE_EXTENSIONS, SAE_FOLDER, SAELoader
+from comfyui_sae_steering.nodes.sae_loader import SAE_FOLDER, SAELoader
 from comfyui_sae_steering.nodes.train_node import SAETrain
 from flux_capture import Capture
+from test_sae_loader import sae_dir  # noqa: F401  (fixture)
 
 HARVEST = dict(name="h", site="double.img.out", block=1, tokens="image", prompts="", width=64, height=64,
                steps=2, seed=10, cfg=1.0, sampler_name="euler", scheduler="simple", dtype="fp16",
@@ -21,11 +23,8 @@ PROMPTS = 5
 
 
 @pytest.fixture
-def folders(tmp_path, monkeypatch):
-    sae_folder = tmp_path / "models" / "sae"
-    sae_folder.mkdir(parents=True)
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, SAE_FOLDER, ([str(sae_folder)], set(SAE_EXTENSIONS)))
-    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+def folders(tmp_path, sae_dir):
+    """models/sae (test_sae_loader's fixture) and the output folder, both under tmp_path."""
     previous = folder_paths.get_output_directory()
     folder_paths.set_output_directory(str(tmp_path / "output"))
     yield tmp_path
@@ -84,7 +83,7 @@ def test_harvest_of_another_site_into_the_folder_is_refused(tiny_flux, folders):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(name="../x"), "plain folder name"), (dict(prompts="a cat"), "no clip is connected"),
+    (dict(name="../x"), "must be a plain name"), (dict(prompts="a cat"), "no clip is connected"),
     (dict(block=9), "block 9 is out of range")])
 def test_bad_harvest_inputs_are_clear_errors(tiny_flux, folders, overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -110,3 +109,4 @@ def test_node_contracts():
     assert harvest_schema.node_id == "SAEHarvestActivations" and train_schema.node_id == "SAETrain"
     assert [i.id for i in harvest_schema.inputs][:5] == ["model", "name", "site", "block", "tokens"]
     assert [o.display_name for o in train_schema.outputs] == ["sae", "report", "loss_plot"]
+    assert SAEHarvestActivations in NODES and SAETrain in NODES

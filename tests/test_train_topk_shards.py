@@ -20,11 +20,15 @@ def test_sparse_kernels_match_dense_autograd():
     x, W_enc, b_enc, W_dec = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((9, 6), (20, 6), (20,), (20, 6)))
     idx = torch.stack([torch.randperm(20, generator=g)[:4] for _ in range(9)])
     grad_out = torch.randn(9, 6, generator=g, dtype=torch.float64)
-    leaves = [t.clone().requires_grad_(True) for t in (x, W_enc, b_enc, W_dec)]
-    values = torch.relu(sparse_encode(*leaves[:3], idx))
+    b_dec = torch.randn(6, generator=g, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_(True) for t in (b_dec, W_enc, b_enc, W_dec)]
+    with torch.no_grad():
+        centred = x - leaves[0]
+        pre = centred @ leaves[1].T + leaves[2]
+    values = torch.relu(sparse_encode(pre, centred, leaves[1], leaves[2], leaves[0], idx))
     sparse_decode(values, idx, leaves[3]).mul(grad_out).sum().backward()
-    dense = [t.clone().requires_grad_(True) for t in (x, W_enc, b_enc, W_dec)]
-    pre = dense[0] @ dense[1].T + dense[2]
+    dense = [t.clone().requires_grad_(True) for t in (b_dec, W_enc, b_enc, W_dec)]
+    pre = (x - dense[0]) @ dense[1].T + dense[2]
     z = torch.zeros(9, 20, dtype=torch.float64).scatter(1, idx, torch.relu(pre.gather(1, idx)))
     (z @ dense[3]).mul(grad_out).sum().backward()
     for a, b in zip(leaves, dense):
