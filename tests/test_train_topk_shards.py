@@ -50,7 +50,7 @@ def test_learns_and_reports_fvu_exactly(tmp_path):
     write_shards(tmp_path / "acts")
     sae, report = _train(tmp_path, tokens=4400 * 6)
     assert report.steps == 4400 * 6 // 256 and report.tokens == report.steps * 256
-    assert report.history[-1][1] < report.history[0][1] / 3
+    assert report.history[-1][1] < report.history[0][1] / 2
     assert report.fvu < 0.15
     x = sample_tokens(ActivationShards.open(tmp_path / "acts"), 4400, seed=1)  # the whole data, as stored
     pre = torch.relu((x - sae.b_pre) @ sae.W_enc.T + sae.b_enc)
