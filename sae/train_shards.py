@@ -24,6 +24,7 @@ from .activation_shards import ActivationShards
 from .formats import pack
 from .shard_stream import ShardStream, _generator
 from .topk_model import NORMALIZATIONS, TopKSAEModule, input_scale, normalise
+from .train import _evaluate, geometric_median
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.state"  # not an SAE extension: Load SAE never lists a checkpoint
@@ -156,19 +157,17 @@ def train_on_shards(data, out, settings: TrainSettings | None = None, *, hook: s
     a checkpoint there from the same settings is resumed. ``on_step(step, steps, batch_fvu)`` after each step.
     Every check of the data (corrupt or mismatched shards) runs before training starts.
     """
-    from .train import _evaluate, geometric_median
-
     settings = settings or TrainSettings()
     settings.check()
     shards = ActivationShards.open(data)
     ranks = _Ranks(device)
     try:
-        return _train(shards, Path(out), settings, hook, checkpoint_dir, ranks, on_step, _evaluate, geometric_median)
+        return _train(shards, Path(out), settings, hook, checkpoint_dir, ranks, on_step)
     finally:
         ranks.close()
 
 
-def _train(shards, out, settings, hook, checkpoint_dir, ranks, on_step, evaluate, geometric_median):
+def _train(shards, out, settings, hook, checkpoint_dir, ranks, on_step):
     d_in = shards.d_in
     d_sae = settings.d_sae or settings.expansion * d_in
     streams = settings.streams or ranks.world
@@ -254,7 +253,7 @@ def _train(shards, out, settings, hook, checkpoint_dir, ranks, on_step, evaluate
     sae = module.to_sparse_autoencoder(settings.normalize, scale, hook, source=f"sae.train:{shards.folder}")
     fvu = dead = float("nan")
     if ranks.rank == 0:
-        fvu, dead = evaluate(sae, sample_tokens(shards, settings.eval_tokens, settings.seed + 1))
+        fvu, dead = _evaluate(sae, sample_tokens(shards, settings.eval_tokens, settings.seed + 1))
         training = {"site": site, "block": block, "model": shards.manifest.get("model"),
                     "normalization": {"kind": settings.normalize, "scale": scale},
                     "training_tokens": steps * settings.batch_size, "steps": steps,
