@@ -10,8 +10,10 @@ from .embedding_features import SAEEmbeddingFeatures
 from .feature_route import register_with_server
 from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
+from .harvest_node import SAEHarvestActivations
 from .sae_loader import SAELoader
 from .tiny_world.loader_node import TinyWorldLoader
+from .train_node import SAETrain
 
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
@@ -21,6 +23,8 @@ NODES: list[type[io.ComfyNode]] = [
     SAEClipVisionEdit,
     SAEEmbeddingFeatures,
     SAEFeatureScan,
+    SAEHarvestActivations,
+    SAETrain,
     TinyWorldLoader,
 ]
 

@@ -169,3 +169,13 @@ def _evaluate(sae, x_all: torch.Tensor) -> tuple[float, float]:
     summary = stats.summary()
     never_fired = sum(1 for f in summary["feature_frequency"] if f == 0)
     return summary["fvu"], never_fired / sae.d_sae
+
+
+def main(argv=None) -> int:
+    """``python -m sae.train``: train on harvested activation shards (see ``sae.train_cli``)."""
+    from .train_cli import main as cli_main
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,17 +5,7 @@ import torch
 from comfyui_sae_steering.sae import load_sae
 from comfyui_sae_steering.sae.formats import pack
 from comfyui_sae_steering.sae.train import geometric_median, train_topk_sae
-
-
-def sparse_data(n=2048, d_in=32, n_atoms=96, active=3, seed=0):
-    """Tokens built from a few of many random unit directions, plus an offset and a little noise."""
-    g = torch.Generator().manual_seed(seed)
-    atoms = torch.randn(n_atoms, d_in, generator=g)
-    atoms /= atoms.norm(dim=1, keepdim=True)
-    idx = torch.stack([torch.randperm(n_atoms, generator=g)[:active] for _ in range(n)])
-    coef = torch.rand(n, active, generator=g) * 3 + 0.5
-    x = torch.einsum("nk,nkd->nd", coef, atoms[idx])
-    return x + 2.0 + 0.01 * torch.randn(n, d_in, generator=g)
+from train_data import sparse_tokens as sparse_data
 
 
 def test_same_seed_gives_identical_weights_and_other_seed_differs():

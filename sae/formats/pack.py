@@ -4,7 +4,7 @@ its metadata, so a user drops one file into ``models/sae/``.
 Tensors: W_enc [d_sae, d_in], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in], optional b_pre [d_in]
 (only when it differs from b_dec) and threshold [d_sae] (jumprelu).
 Metadata ``sae_steering`` (JSON): {"version": 1, "arch", "k", "normalize", "hook", "centre":
-"b_dec" | "b_pre" | "none", "source_format", "source"}.
+"b_dec" | "b_pre" | "none", "source_format", "source"}, plus "training" for SAEs this pack trained.
 """
 from __future__ import annotations
 
@@ -55,8 +55,11 @@ def read(src, config: dict, config_path) -> SAESpec:
     return SAESpec(NAME, path, tensors, config)
 
 
-def write(sae, path: Path, dtype: torch.dtype | None = None, source_format: str | None = None) -> None:
-    """Write ``sae`` (a ``SparseAutoencoder``) as this pack's single file, optionally cast to ``dtype``."""
+def write(sae, path: Path, dtype: torch.dtype | None = None, source_format: str | None = None,
+          training: dict | None = None) -> None:
+    """Write ``sae`` (a ``SparseAutoencoder``) as this pack's single file, optionally cast to ``dtype``.
+
+    ``training``: how a trainer made it (site, block, input normalisation, tokens...), kept in the metadata."""
     from safetensors.torch import save_file
 
     tensors = sae.tensors()
@@ -71,4 +74,6 @@ def write(sae, path: Path, dtype: torch.dtype | None = None, source_format: str 
     tensors = {name: t.detach().to("cpu", dtype or t.dtype).contiguous().clone() for name, t in tensors.items()}
     meta = {"version": VERSION, "arch": sae.arch, "k": sae.k, "normalize": sae.normalize, "hook": sae.hook,
             "centre": centre, "source_format": source_format, "source": sae.source}
+    if training is not None:
+        meta["training"] = training
     save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(meta), "format": "pt"})
