@@ -17,12 +17,13 @@ from e2e_models import PLACEHOLDER_IMAGE, PLACEHOLDER_MODELS, PLACEHOLDER_SAE_FI
 from workflow_api import FRONTEND_ONLY, to_api
 
 PACK_FOLDER = "ComfyUI-SAE-Steering"
-# workflow -> the pack's nodes it shows (issue 7's four workflows)
+# workflow -> the pack's nodes it shows (issue 7's four workflows and Tiny World's)
 WORKFLOWS = {
     "flux_measure_then_steer": {"SAELoader", "SAEActivationScale", "SAEFluxSteer", "SAEFeatureScan"},
     "flux_clip_pooled_edit": {"SAELoader", "SAEConditioningEdit"},
     "sdxl_revision_clip_vision_edit": {"SAELoader", "SAEClipVisionEdit"},
     "flux_two_sites_step_window": {"SAELoader", "SAEFluxSteer"},
+    "tiny_world_steer": {"TinyWorldLoader", "SAEActivationScale", "SAEFluxSteer"},
 }
 MODEL_FILES = [name for names in PLACEHOLDER_MODELS.values() for name in names] + PLACEHOLDER_SAE_FILES \
     + [f"{folder}/model.safetensors" for folder in PLACEHOLDER_SAE_FOLDERS] + [PLACEHOLDER_IMAGE]

@@ -197,6 +197,7 @@ def test_hooks_removed_when_sampling_raises(tiny_flux, tiny_cond, site):
     class Boom:
         calls = 0
         d_in, d_sae, device, hook = 64, 256, torch.device("cpu"), None
+        labels = {}
 
         def steer(self, x, edits, keep_error=True):
             Boom.calls += 1
