@@ -142,3 +142,21 @@ def test_example_workflow_runs_in_the_real_server_and_the_steered_images_change(
     assert sorted(saved) == ["steered", "unsteered"] and len(saved["steered"]) == 4
     assert [r.colour for r in saved["unsteered"]].count("red") >= 3
     assert [r.colour for r in saved["steered"]].count("blue") >= 3
+
+
+def test_training_code_runs_and_learns_a_little(tiny_world):
+    """The retraining scripts work (a few steps: not the shipped recipe, which takes about 30 min)."""
+    from comfyui_sae_steering.demo.tiny_world_training.flux import train_flux
+    from comfyui_sae_steering.demo.tiny_world_training.vae import train_vae
+    from comfyui_sae_steering.nodes.tiny_world.text_encoder import TinyWorldTextModel
+
+    vae_model, vae_report = train_vae(steps=12, batch=4, seed=0)
+    assert np.isfinite(vae_report["final_loss"]) and type(vae_model).__name__ == "TAESD"
+    flux = models.build_flux()
+    flux.model.diffusion_model.load_state_dict(tiny_world[0].model.diffusion_model.state_dict())
+    latents, ids = torch.randn(16, 16, 8, 8), torch.randint(0, len(VOCABULARY), (16, MAX_TOKENS))
+    before = {k: v.clone() for k, v in flux.model.diffusion_model.state_dict().items()}
+    report = train_flux(flux, TinyWorldTextModel(), latents, ids, steps=3, batch=4, seed=0)
+    assert np.isfinite(report["final_loss"])
+    assert any(not torch.equal(before[k], v) for k, v in flux.model.diffusion_model.state_dict().items())
+    assert all(not p.requires_grad for p in flux.model.diffusion_model.parameters())  # ready to sample again

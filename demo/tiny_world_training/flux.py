@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .step import optimise
+
 
 class OutOfPlace(torch.Tensor):
     """A tensor whose in-place add is out of place: ``x += y`` rebinds ``x`` to ``x + y``."""
@@ -92,12 +94,7 @@ def train_flux(flux_patcher, text_model, latents: torch.Tensor, token_ids: torch
             cond, pooled = text_model.encode_ids(ids)
             predicted = flux_forward(diffusion_model, x_t, sigma, cond, pooled)
             loss = F.mse_loss(predicted, noise - x0)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimiser.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimise(loss, params, optimiser, schedule))
             if progress:
                 progress(step, steps, f"flux loss {np.mean(losses[-50:]):.4f}")
     for p in params:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .step import optimise
+
 log = logging.getLogger(__name__)
 
 LATENT_CHANNELS = 16
@@ -93,12 +95,7 @@ def train_vae(steps: int, batch: int, seed: int, progress=None) -> tuple[torch.n
         noisy = latent + 0.1 * torch.randn_like(latent)
         out = run_sequential(model.taesd_decoder, "decoder", noisy)
         loss = F.mse_loss(out, x) + 1e-3 * latent.pow(2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimiser.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimise(loss, params, optimiser, schedule))
         if progress:
             progress(step, steps, f"vae loss {np.mean(losses[-20:]):.4f}")
     return model, {"steps": steps, "batch": batch, "seed": seed, "final_loss": float(np.mean(losses[-50:])),
