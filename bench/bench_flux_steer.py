@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PACK_ROOT / "tests"))  # the ComfyUI locator and the SAE factory live with the tests
+sys.path.insert(0, str(PACK_ROOT / "harness"))  # the ComfyUI locator and the SAE factory
 from comfyui_locator import locate_comfyui, start_comfyui  # noqa: E402
 
 # FLUX.1-dev as ComfyUI v0.8.0's model detection configures it (comfy/model_detection.py)

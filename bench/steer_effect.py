@@ -45,8 +45,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from demo.headless import import_from_tests
-    locator = import_from_tests("comfyui_locator")
+    from demo.headless import import_from_harness
+    locator = import_from_harness("comfyui_locator")
     locator.start_comfyui(locator.locate_comfyui(), cpu=True)
     import torch
     torch.set_num_threads(1)

@@ -97,16 +97,16 @@ def pack_module(submodule: str):
     raise RuntimeError(f"the pack at {PACK_ROOT} is not loaded in ComfyUI (start_comfyui first)")
 
 
-def import_from_tests(name: str):
-    """A helper module the tests and the demo share (``tests/<name>.py``)."""
+def import_from_harness(name: str):
+    """A module of the development harness the tests and the demo share (``harness/<name>.py``)."""
     import importlib
 
-    tests = str(PACK_ROOT / "tests")
-    sys.path.insert(0, tests)
+    harness = str(PACK_ROOT / "harness")
+    sys.path.insert(0, harness)
     try:
         return importlib.import_module(name)
     finally:
-        sys.path.remove(tests)
+        sys.path.remove(harness)
 
 
 def object_info(class_types) -> dict:

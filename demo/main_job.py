@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .headless import (PACK_ROOT, PromptFailed, add_model_file, copy_outputs, import_from_tests, pack_module,
+from .headless import (PACK_ROOT, PromptFailed, add_model_file, copy_outputs, import_from_harness, pack_module,
                        require_nodes, run_prompt, start_comfyui)
 
 PACK_NODES = ("SAELoader", "SAEActivationScale", "SAEFluxSteer")
@@ -81,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def locate_comfyui(explicit: str | None) -> Path:
-    locator = import_from_tests("comfyui_locator")
+    locator = import_from_harness("comfyui_locator")
     if explicit:
         os.environ["COMFYUI_PATH"] = explicit
     try:

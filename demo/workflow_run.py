@@ -1,7 +1,7 @@
 """Run a saved example workflow (UI format) on real model files through ComfyUI's executor.
 
 The workflow is converted to the API format exactly as the end-to-end tests do it
-(``tests/workflow_api.py``), its loaders are pointed at the given files, optional overrides of
+(``harness/workflow_api.py``), its loaders are pointed at the given files, optional overrides of
 site, block, features and strength are applied, and what its output nodes produce (saved images,
 the previewed plot and report) is copied into the output folder.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .headless import add_model_file, copy_outputs, import_from_tests, object_info, run_prompt
+from .headless import add_model_file, copy_outputs, import_from_harness, object_info, run_prompt
 
 # loader class -> {input name: (flag of the main job, ComfyUI model folder)}
 LOADER_INPUTS = {
@@ -40,7 +40,7 @@ def add_sae(path) -> str:
 def prepare_prompt(workflow: dict, files: dict, overrides: dict) -> dict:
     """API prompt of ``workflow`` with its loaders on ``files`` and ``overrides`` (site, block,
     features, strength; None = keep the workflow's) applied to the measuring and steering nodes."""
-    workflow_api = import_from_tests("workflow_api")
+    workflow_api = import_from_harness("workflow_api")
     kinds = {node["type"] for node in workflow["nodes"]} - workflow_api.FRONTEND_ONLY
     prompt = workflow_api.to_api(workflow, object_info(kinds))
     for node in prompt.values():

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
 from comfyui_locator import PACK_ROOT, locate_comfyui  # noqa: E402
 from e2e_models import write_placeholders  # noqa: E402
 from workflow_api import (combo_options, extra_widget_values, has_seed_control, is_widget, schema_inputs,  # noqa: E402

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # the development harness
 from comfyui_locator import ComfyUINotFound, comfyui_version, locate_comfyui, start_comfyui  # noqa: E402
 from comfyui_locator import PACK_ROOT  # noqa: E402,F401  (tests import it from here)
 

@@ -50,7 +50,7 @@ def test_no_comfyui_anywhere_fails_with_instructions(tmp_path):
     cache = tmp_path / "comfyui-sae-steering" / "ComfyUI-0.8.0"
     cache.mkdir(parents=True)
     (cache / "junk").write_text("")
-    result = run([sys.executable, "tests/comfyui_locator.py"], XDG_CACHE_HOME=str(tmp_path))
+    result = run([sys.executable, "harness/comfyui_locator.py"], XDG_CACHE_HOME=str(tmp_path))
     assert result.returncode != 0
     assert "COMFYUI_PATH" in result.stderr and str(cache) in result.stderr
 

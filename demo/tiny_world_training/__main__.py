@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..headless import PACK_ROOT, import_from_tests
+from ..headless import PACK_ROOT, import_from_harness
 
 STAGES = ("vae", "flux", "flux_more", "sae")
 SEEDS = {"vae": 1, "vae_stats": 2, "flux_data": 3, "flux": 4, "sae": 5, "flux_more": 6}
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
 
-    locator = import_from_tests("comfyui_locator")
+    locator = import_from_harness("comfyui_locator")
     locator.start_comfyui(locator.locate_comfyui(), cpu=True)
     import torch
     torch.set_num_threads(1)
