@@ -61,41 +61,30 @@ def main(argv=None) -> int:
 
 
 def run(args) -> list[dict]:
-    from comfyui_sae_steering.nodes.activation_scale_node import SAEActivationScale
-    from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
     from comfyui_sae_steering.nodes.sae_loader import SAE_CACHE
     from comfyui_sae_steering.nodes.tiny_world import models
     from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
-    from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES
 
-    from comfyui_sae_steering.demo.tiny_world_eval import encode, sample_images
+    from comfyui_sae_steering.demo.tiny_world_eval import sample_images, steer, target_scale
 
     seeds = list(range(3 if args.quick else args.seeds))
     strengths = [1, 4, 16] if args.quick else STRENGTHS
     keep_errors = [True] if args.quick else [True, False]
     model, clip, vae, _ = models.load_models()
-    latent = {"samples": torch_zeros_latent()}
     rows = []
     for sae_file in models.SAE_FILES:
         sae = SAE_CACHE.get(str(models.weight_path(sae_file)), "auto")
-        site, block = sae.hook.rsplit(".", 1)
-        block = int(block)
         for prompt, attribute, target, stays in CHANGES:
             words = prompt.split()
             source = {"colour": words[1], "shape": words[2]}
             target_prompt = prompt.replace(source[attribute], target)
-            scale = SAEActivationScale.execute(model=model, positive=encode(clip, target_prompt), latent=latent,
-                                               site=site, block=block, steps=8, seed=0, cfg=1.0,
-                                               sampler_name="euler", scheduler="simple", sae=sae).result[0]
+            scale = target_scale(model, clip, sae, target_prompt)[0]
             baseline = sample_images(model, clip, vae, prompt, seeds)
             for mode in MODES:
                 for keep_error in keep_errors:
                     for strength in strengths:
                         started = time.perf_counter()
-                        steered = SAEFluxSteer.execute(
-                            model=model, sae=sae, site=site, block=block, tokens="image", features=target,
-                            strength=float(strength), mode=mode, keep_error=keep_error, start_percent=0.0,
-                            end_percent=1.0, apply_to="both", scale=scale, strength_unit="× feature mean").result[0]
+                        steered = steer(model, sae, scale, target, strength, mode, keep_error)
                         drawn = sample_images(steered, clip, vae, prompt, seeds)
                         success = kept = 0
                         outside = []
@@ -107,18 +96,12 @@ def run(args) -> list[dict]:
                             background = ~(r0.mask | r1.mask)
                             diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
                             outside.append(float(diff[background].mean()) if background.any() else 255.0)
-                        rows.append({"site": f"{site}.{block}", "change": f"{prompt} -> {target}", "mode": mode,
+                        rows.append({"site": sae.hook, "change": f"{prompt} -> {target}", "mode": mode,
                                      "keep_error": keep_error, "strength": strength,
                                      "success": success / len(seeds), "kept": kept / len(seeds),
                                      "outside": float(np.mean(outside)), "samples": len(seeds),
                                      "seconds": round(time.perf_counter() - started, 2)})
-    assert COLOURS and SHAPES
     return rows
-
-
-def torch_zeros_latent():
-    import torch
-    return torch.zeros(4, 16, 8, 8)  # 4 noise draws: shape features fire on some tokens of some of them
 
 
 def format_table(rows: list[dict]) -> str:

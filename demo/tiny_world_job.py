@@ -26,10 +26,8 @@ def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = M
         strength: float = STRENGTH, log=print) -> list[str]:
     import torch
 
-    from .tiny_world_eval import encode, pack, sample_images
+    from .tiny_world_eval import pack, sample_images, steer, target_scale
 
-    SAEActivationScale = pack("nodes.activation_scale_node").SAEActivationScale  # noqa: N806
-    SAEFluxSteer = pack("nodes.flux_steer_node").SAEFluxSteer  # noqa: N806
     TinyWorldLoader = pack("nodes.tiny_world.loader_node").TinyWorldLoader  # noqa: N806
     classify, object_kept = pack("nodes.tiny_world.classify").classify, pack("nodes.tiny_world.classify").object_kept
 
@@ -39,21 +37,11 @@ def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = M
     site, block = sae.hook.rsplit(".", 1)
     log(f"Tiny World loaded in {time.perf_counter() - t:.1f} s: SAE {sae.d_in} -> {sae.d_sae} (k={sae.k}) at "
         f"{site} block {block}; labels: " + ", ".join(f"{i}={n}" for i, n in sorted(sae.labels.items())))
-    with torch.inference_mode():
-        scale_out = SAEActivationScale.execute(
-            model=model, positive=encode(clip, f"a {target} circle"), latent={"samples": torch.zeros(1, 16, 8, 8)},
-            site=site, block=int(block), steps=4, seed=0, cfg=1.0, sampler_name="euler", scheduler="simple", sae=sae)
-    scale, report, plot = scale_out.result[:3]
+    scale, report, plot = target_scale(model, clip, sae, f"a {target} circle")[:3]
     (out / "scale_report.txt").write_text(report + "\n")
     Image.fromarray((plot[0].numpy() * 255).astype(np.uint8)).save(out / "scale_plot.png")
 
-    def steer(s):
-        return SAEFluxSteer.execute(model=model, sae=sae, site=site, block=int(block), tokens="image",
-                                    features=target, strength=float(s), mode=mode, keep_error=True,
-                                    start_percent=0.0, end_percent=1.0, apply_to="both", scale=scale,
-                                    strength_unit="× feature mean").result[0]
-
-    steered_model = steer(strength)
+    steered_model = steer(model, sae, scale, target, strength, mode)
     columns = []
     for prompt in PROMPTS:
         columns.append(sample_images(model, clip, vae, prompt, range(seeds)))
@@ -64,7 +52,7 @@ def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = M
     base = [(classify(d.image), p) for p, col in zip(PROMPTS, columns[::2]) for d in col]
     rows = []
     for s in strengths:
-        m = steer(s)
+        m = steer(model, sae, scale, target, s, mode)
         readings = [classify(d.image) for p in PROMPTS for d in sample_images(m, clip, vae, p, range(seeds))]
         rows.append({"strength": s, "success": np.mean([r.colour == target for r in readings]),
                      "shape_kept": np.mean([object_kept(b, r) for (b, _), r in zip(base, readings)])})

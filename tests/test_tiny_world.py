@@ -88,22 +88,11 @@ def test_trained_model_draws_what_the_prompt_says(tiny_world):
 def test_steering_blue_turns_red_circles_blue_and_leaves_the_model_untouched(tiny_world):
     """The colour changes (what the benchmark measures as success). What it costs the shape is the
     benchmark's finding (README's strength guide), not asserted here."""
-    from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
-
+    from comfyui_sae_steering.demo.tiny_world_eval import steer, target_scale
     from comfyui_sae_steering.demo.tiny_world_job import MODE, STRENGTH
-    from comfyui_sae_steering.demo.tiny_world_eval import encode
-    from comfyui_sae_steering.nodes.activation_scale_node import SAEActivationScale
 
     model, clip, vae, sae = tiny_world
-    with torch.inference_mode():
-        scale = SAEActivationScale.execute(model=model, positive=encode(clip, "a blue circle"),
-                                           latent={"samples": torch.zeros(1, 16, 8, 8)}, site="double.img.out",
-                                           block=1, steps=4, seed=0, cfg=1.0, sampler_name="euler",
-                                           scheduler="simple", sae=sae).result[0]
-    steered = SAEFluxSteer.execute(model=model, sae=sae, site="double.img.out", block=1, tokens="image",
-                                   features="blue", strength=STRENGTH, mode=MODE, keep_error=True,
-                                   start_percent=0.0, end_percent=1.0, apply_to="both", scale=scale,
-                                   strength_unit="× feature mean").result[0]
+    steered = steer(model, sae, target_scale(model, clip, sae, "a blue circle")[0], "blue", STRENGTH, MODE)
     seeds = [0, 1, 2, 3]
     before = [classify(d.image) for d in sample_images(model, clip, vae, "a red circle", seeds)]
     after = [classify(d.image) for d in sample_images(steered, clip, vae, "a red circle", seeds)]

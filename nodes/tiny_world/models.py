@@ -1,7 +1,6 @@
 """Tiny World's shipped models: where the weights live and how ComfyUI's own classes load them."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -59,7 +58,3 @@ def load_models(weights_dir: Path | None = None):
     clip = load_clip(comfy.utils.load_torch_file(str(weight_path(TEXT_ENCODER_FILE, weights_dir)), safe_load=True))
     return flux, clip, vae, weight_path(SAE_FILE, weights_dir)
 
-
-def read_training_record(weights_dir: Path | None = None) -> dict:
-    path = Path(weights_dir or WEIGHTS_DIR) / "training.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
