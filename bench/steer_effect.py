@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.steer_effect [--seeds 8] [--quick] [--out output/steer_effect]
 
 For each attribute change (a red circle -> blue, a green square -> yellow, a red circle -> square), at
-each site with a shipped SAE, each mode (add, add where active, set) with keep_error on and off, and
+each site with a shipped SAE, each mode (add, add where active, set, and move: the features entry
+"red>blue", which removes the source feature and adds the target where the source is found) with
+keep_error on and off over the whole sampling, and keep_error on from 40 % of the sampling on, and
 each strength in × feature mean (the target feature's mean activation where active, measured by
 SAEActivationScale on a prompt that has the target attribute), the real SAEFluxSteer node patches the
 model and ComfyUI samples it (20 euler steps, cfg 1, seeds 0..N-1). The project's pixel classifier
@@ -31,8 +33,9 @@ CHANGES = [  # (prompt, attribute, target label, what must stay)
     ("a green square", "colour", "yellow", "shape"),
     ("a red circle", "shape", "square", "colour"),
 ]
-MODES = ["add", "add where active", "set"]
-STRENGTHS = [0.5, 1, 2, 4, 8, 16]
+MODES = ["add", "add where active", "set", "move"]  # move: features "red>blue" (mode add), see nodes/feature_spec.py
+STRENGTHS = [0.5, 1, 2, 3, 4, 8, 16]
+LATE_START = 0.4  # the second step window: from 40 % of the sampling on, once the layout is set
 
 
 def parse_args(argv=None):
@@ -68,8 +71,9 @@ def run(args) -> list[dict]:
     from comfyui_sae_steering.demo.tiny_world_eval import sample_images, steer, target_scale
 
     seeds = list(range(3 if args.quick else args.seeds))
-    strengths = [1, 4, 16] if args.quick else STRENGTHS
-    keep_errors = [True] if args.quick else [True, False]
+    strengths = [1, 2, 4] if args.quick else STRENGTHS
+    # (keep_error, start_percent): keep_error on and off over the whole sampling, and on from LATE_START
+    settings = [(True, 0.0), (True, LATE_START)] + ([] if args.quick else [(False, 0.0)])
     model, clip, vae, _ = models.load_models()
     rows = []
     for sae_file in models.SAE_FILES:
@@ -81,10 +85,12 @@ def run(args) -> list[dict]:
             scale = target_scale(model, clip, sae, target_prompt)[0]
             baseline = sample_images(model, clip, vae, prompt, seeds)
             for mode in MODES:
-                for keep_error in keep_errors:
+                for keep_error, start in settings:
                     for strength in strengths:
                         started = time.perf_counter()
-                        steered = steer(model, sae, scale, target, strength, mode, keep_error)
+                        features = f"{source[attribute]}>{target}" if mode == "move" else target
+                        steered = steer(model, sae, scale, features, strength, "add" if mode == "move" else mode,
+                                        keep_error, start_percent=start)
                         drawn = sample_images(steered, clip, vae, prompt, seeds)
                         success = kept = 0
                         outside = []
@@ -97,7 +103,7 @@ def run(args) -> list[dict]:
                             diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
                             outside.append(float(diff[background].mean()) if background.any() else 255.0)
                         rows.append({"site": sae.hook, "change": f"{prompt} -> {target}", "mode": mode,
-                                     "keep_error": keep_error, "strength": strength,
+                                     "keep_error": keep_error, "start": start, "strength": strength,
                                      "success": success / len(seeds), "kept": kept / len(seeds),
                                      "outside": float(np.mean(outside)), "samples": len(seeds),
                                      "seconds": round(time.perf_counter() - started, 2)})
@@ -105,14 +111,14 @@ def run(args) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| site | change | mode | keep_error | " + " | ".join(f"×{s}" for s in sorted({r['strength'] for r in rows}))
-             + " |", "|---|---|---|---|" + "---|" * len({r["strength"] for r in rows})]
+    lines = ["| site | change | mode | keep_error | from | " + " | ".join(f"×{s}" for s in sorted({r['strength'] for r in rows}))
+             + " |", "|---|---|---|---|---|" + "---|" * len({r["strength"] for r in rows})]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["site"], r["change"], r["mode"], r["keep_error"]), []).append(r)
-    for (site, change, mode, keep), group in groups.items():
+        groups.setdefault((r["site"], r["change"], r["mode"], r["keep_error"], r.get("start", 0.0)), []).append(r)
+    for (site, change, mode, keep, start), group in groups.items():
         cells = [f"{r['success']:.0%} / {r['kept']:.0%} / {r['outside']:.1f}" for r in sorted(group, key=lambda r: r["strength"])]
-        lines.append(f"| {site} | {change} | {mode} | {'on' if keep else 'off'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {site} | {change} | {mode} | {'on' if keep else 'off'} | {start:.0%} | " + " | ".join(cells) + " |")
     lines.append("cells: success / kept (other attribute unchanged) / mean pixel change outside the object (0-255)")
     return "\n".join(lines)
 
@@ -126,7 +132,7 @@ def plot(rows: list[dict], path: Path):
     width, height = 360, 240
     image = Image.new("RGB", (width * 3, height * ((len(panels) + 2) // 3)), "white")
     draw = ImageDraw.Draw(image)
-    colours = {"add": (200, 40, 40), "add where active": (40, 90, 210), "set": (30, 150, 60)}
+    colours = {"add": (200, 40, 40), "add where active": (40, 90, 210), "set": (30, 150, 60), "move": (150, 60, 170)}
     for i, (site, change) in enumerate(panels):
         ox, oy = (i % 3) * width, (i // 3) * height
         left, top, right, bottom = ox + 40, oy + 30, ox + width - 15, oy + height - 35
@@ -139,7 +145,7 @@ def plot(rows: list[dict], path: Path):
         draw.text((left - 20, bottom - 8), "0%", fill="black")
         for mode, colour in colours.items():
             group = sorted((r for r in rows if (r["site"], r["change"], r["mode"]) == (site, change, mode)
-                            and r["keep_error"]), key=lambda r: r["strength"])
+                            and r["keep_error"] and r.get("start", 0.0) == LATE_START), key=lambda r: r["strength"])
             for key, dash in (("success", False), ("kept", True)):
                 points = [(left + (right - left) * strengths.index(r["strength"]) / max(1, len(strengths) - 1),
                            bottom - (bottom - top) * r[key]) for r in group]
@@ -153,8 +159,8 @@ def plot(rows: list[dict], path: Path):
                         draw.line([a, b], fill=colour, width=2)
         for k, (mode, colour) in enumerate(colours.items()):
             draw.text((right - 120, top + 6 + 12 * k), f"{mode}", fill=colour)
-    draw.text((10, image.height - 14), "solid: success; dotted: other attribute kept; x: strength (× feature mean)",
-              fill="black")
+    draw.text((10, image.height - 14), f"solid: success; dotted: other attribute kept; x: strength (x feature mean); "
+              f"keep_error on, steering from {LATE_START:.0%} of the sampling", fill="black")
     image.save(path)
 
 

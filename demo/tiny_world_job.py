@@ -19,11 +19,12 @@ from PIL import Image, ImageDraw
 PROMPTS = ["a red circle", "a red square", "a red triangle"]
 TARGET = "blue"
 MODE = "add"
-STRENGTH = 4.0
+STRENGTH = 2.0
+START = 0.4  # steer from 40 % of the sampling on: the layout is set by then, the colour is not (bench.steer_effect)
 
 
 def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = MODE, target: str = TARGET,
-        strength: float = STRENGTH, log=print) -> list[str]:
+        strength: float = STRENGTH, start: float = START, log=print) -> list[str]:
     import torch
 
     from .tiny_world_eval import pack, sample_images, steer, target_scale
@@ -41,22 +42,24 @@ def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = M
     (out / "scale_report.txt").write_text(report + "\n")
     Image.fromarray((plot[0].numpy() * 255).astype(np.uint8)).save(out / "scale_plot.png")
 
-    steered_model = steer(model, sae, scale, target, strength, mode)
+    steered_model = steer(model, sae, scale, target, strength, mode, start_percent=start)
     columns = []
     for prompt in PROMPTS:
         columns.append(sample_images(model, clip, vae, prompt, range(seeds)))
         columns.append(sample_images(steered_model, clip, vae, prompt, range(seeds)))
-    grid = draw_grid(columns, [f"{p}" if i % 2 == 0 else f"+ {target} ×{strength:g}" for p in PROMPTS for i in (0, 1)])
+    # "x", not "×": PIL's default font has no "×"
+    grid = draw_grid(columns, [f"{p}" if i % 2 == 0 else f"+ {target} x{strength:g}" for p in PROMPTS for i in (0, 1)])
     grid.save(out / "tiny_world_grid.png")
 
     base = [(classify(d.image), p) for p, col in zip(PROMPTS, columns[::2]) for d in col]
     rows = []
     for s in strengths:
-        m = steer(model, sae, scale, target, s, mode)
+        m = steer(model, sae, scale, target, s, mode, start_percent=start)
         readings = [classify(d.image) for p in PROMPTS for d in sample_images(m, clip, vae, p, range(seeds))]
         rows.append({"strength": s, "success": np.mean([r.colour == target for r in readings]),
                      "shape_kept": np.mean([object_kept(b, r) for (b, _), r in zip(base, readings)])})
-    table = [f"steering '{target}' ({mode}, keep_error on) on {', '.join(PROMPTS)}; {seeds} seeds each; "
+    table = [f"steering '{target}' ({mode}, keep_error on, from {start:.0%} of the sampling) on {', '.join(PROMPTS)}; "
+             f"{seeds} seeds each; "
              f"classifier: nodes/tiny_world/classify.py",
              f"unsteered: colour red {np.mean([r.colour == 'red' for r, _ in base]):.0%}, "
              f"shape right {np.mean([r.shape is not None and r.shape in p for r, p in base]):.0%}",

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..sae.labels import describe
 from .comfy_types import SAEScaleType, SAEType
-from .feature_spec import MODE_NAMES, edits_for, parse_features
+from .feature_spec import MODE_NAMES, Move, edits_for, parse_features, with_value
 from .flux_sites import APPLY_TO_CHOICES, SITE_NAMES, TOKEN_CHOICES, site_from_hook
 from .site_tap import TapSpec, attach_tap
 from .steer_patch import SteerCallback
@@ -44,8 +44,8 @@ def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, blo
                          f"scale measured at {site}[{block}]")
     if unit == "× token norm":
         norm = scale.token_norm(site, block, unit)
-        return [(f, v * norm) for f, v in features]
-    return [(f, v * scale.feature_mean(site, block, f, sae.d_sae, unit)) for f, v in features]
+        return [with_value(e, e[1] * norm) for e in features]
+    return [with_value(e, e[1] * scale.feature_mean(site, block, e[0], sae.d_sae, unit)) for e in features]
 
 
 def site_inputs(extra_sites: tuple[str, ...] = (), with_tokens: bool = True) -> list:
@@ -75,7 +75,8 @@ class SAEFluxSteer(io.ComfyNode):
                 SAEType.Input("sae"),
                 *site_inputs(),
                 io.String.Input("features", default="0", multiline=False,
-                                tooltip="22420, or a list with own strengths: 22420:2.0, 17:-1.5"),
+                                tooltip="22420, or a list with own strengths: 22420:2.0, 17:-1.5; labels (blue:2); red>blue:4 "
+                                        "replaces red by blue where red is found."),
                 io.Float.Input("strength", default=1.0, min=-10000.0, max=10000.0, step=0.01,
                                tooltip="For features listed without their own. FLUX sites want ~0.1-5: measure first."),
                 io.Combo.Input("mode", options=MODE_NAMES, default="add where active",
@@ -102,7 +103,8 @@ class SAEFluxSteer(io.ComfyNode):
         parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
         absolute = in_units(parsed, strength_unit, scale, site, block, sae, mode)
         log.info("SAE Steer FLUX at %s block %d, %s: %s", site, block, mode,
-                 ", ".join(f"{describe(f, sae.labels)} {v:+.4g}" for f, v in absolute))
+                 ", ".join(f"{describe(e[0], sae.labels)} {e[1]:+.4g}"
+                           + (f" where {describe(e.source, sae.labels)} was" if isinstance(e, Move) else "") for e in absolute))
         edits = edits_for(absolute, mode)
         spec = TapSpec(site, block, tokens, apply_to, start_percent, end_percent)
         patched, _ = attach_tap(model, spec, SteerCallback(sae, edits, keep_error), d_in=sae.d_in)

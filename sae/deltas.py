@@ -14,7 +14,8 @@ from .edit import Edit
 
 @dataclass(frozen=True)
 class EditPlan:
-    """Edits grouped for one pass: ``features`` are the distinct edited features (in first-seen order)."""
+    """Edits grouped for one pass: ``features`` are the distinct edited features, then the gating
+    (``where``) features that are not edited, in first-seen order: all of them need z."""
 
     edits: tuple[Edit, ...]
     features: tuple[int, ...]
@@ -22,7 +23,7 @@ class EditPlan:
     @property
     def needs_encode(self) -> bool:
         """Plain ``add`` on every token is the only edit that does not need to know z."""
-        return any(e.op != "add" or e.only_active for e in self.edits)
+        return any(e.op != "add" or e.gate is not None for e in self.edits)
 
 
 def plan_edits(edits, d_sae: int) -> EditPlan:
@@ -31,18 +32,19 @@ def plan_edits(edits, d_sae: int) -> EditPlan:
     for e in edits:
         if not isinstance(e, Edit):
             raise ValueError(f"steer takes a list of sae.Edit, got {type(e).__name__}")
-        if not 0 <= int(e.feature) < d_sae:
-            raise ValueError(f"Edit feature {e.feature} is out of range for this SAE, which has {d_sae} features "
-                             f"(valid: 0..{d_sae - 1})")
-    features = tuple(dict.fromkeys(int(e.feature) for e in edits))
+        for name, f in (("feature", e.feature), ("where", e.where)):
+            if f is not None and not 0 <= int(f) < d_sae:
+                raise ValueError(f"Edit {name} {f} is out of range for this SAE, which has {d_sae} features "
+                                 f"(valid: 0..{d_sae - 1})")
+    features = tuple(dict.fromkeys([int(e.feature) for e in edits] + [int(e.where) for e in edits if e.where is not None]))
     return EditPlan(edits, features)
 
 
 def feature_deltas(plan: EditPlan, z: torch.Tensor) -> torch.Tensor:
     """Δz for the plan's features: ``z`` [n, len(features)] holds z_f per token (the encoder's values).
 
-    Edits apply in the order given, each to the value left by the ones before; ``only_active``
-    always refers to the encoder's own membership (z_f > 0), not to what earlier edits did.
+    Edits apply in the order given, each to the value left by the ones before; ``only_active`` and
+    ``where`` always refer to the encoder's own membership (z_g > 0), not to what earlier edits did.
     """
     column = {f: i for i, f in enumerate(plan.features)}
     active = z > 0
@@ -56,7 +58,7 @@ def feature_deltas(plan: EditPlan, z: torch.Tensor) -> torch.Tensor:
             new = torch.full_like(current, e.value)
         else:  # scale
             new = current * e.value
-        if e.only_active:
-            new = torch.where(active[:, i], new, current)
+        if e.gate is not None:
+            new = torch.where(active[:, column[int(e.gate)]], new, current)
         edited[:, i] = new
     return edited - z

@@ -95,8 +95,9 @@ WORKFLOWS = [
         "its VAE, its text encoder and its SAE (image stream of double block 1, features labelled red, green, "
         "blue, yellow, circle, square, triangle), all shipped in the pack.\n\n"
         "**How to use.** Queue it: four seeds of 'a red circle' are sampled twice from the same noise, once as "
-        "the model draws them and once with the SAE's 'blue' feature added at 4 x its mean activation "
-        "(measured on 'a blue circle', where it fires). The steered circles turn blue and stay circles. Try "
+        "the model draws them and once with the SAE's 'blue' feature added at 2 x its mean activation "
+        "(measured on 'a blue circle', where it fires) from 40 % of the sampling on, once the layout is set. "
+        "The steered circles turn blue and stay circles. Try "
         "`features` = `square`, `yellow:4, red:-2`, other strengths or modes; the strength guide in the "
         "README quotes the measured success rates.",
         [
@@ -113,8 +114,8 @@ WORKFLOWS = [
             N("report", "PreviewAny", (800, 420), {"source": ("scale", 1)}, "Scale report"),
             N("steer", "SAEFluxSteer", (1200, 0), {
                 "model": ("world", 0), "sae": ("world", 3), "site": "double.img.out", "block": 1,
-                "tokens": "image", "features": "blue", "strength": 4.0, "mode": "add", "keep_error": True,
-                "start_percent": 0.0, "end_percent": 1.0, "apply_to": "both", "scale": ("scale", 0),
+                "tokens": "image", "features": "blue", "strength": 2.0, "mode": "add", "keep_error": True,
+                "start_percent": 0.4, "end_percent": 1.0, "apply_to": "both", "scale": ("scale", 0),
                 "strength_unit": "× feature mean"}),
         ]
         + side_by_side(1600, "tiny_world", ("unsteered", ("world", 0), ("pos", 0)),

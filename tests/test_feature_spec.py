@@ -30,3 +30,17 @@ def test_modes_map_to_edits():
     assert edits_for(feats, "set where active")[1].only_active
     with pytest.raises(ValueError, match="mode"):
         edits_for(feats, "multiply")
+
+
+def test_move_entries_replace_one_feature_by_another_where_it_is_found():
+    from comfyui_sae_steering.nodes.feature_spec import Move
+    parsed = parse_features("5>9:2.5, 7, 3>4", 1.5, d_sae=16)
+    assert parsed == [Move(9, 2.5, 5), (7, 1.5), Move(4, 1.5, 3)]
+    # whatever the mode, a move removes the source and adds the target where the source is active
+    assert edits_for(parsed, "add") == [Edit(5, "set", 0.0, where=5), Edit(9, "add", 2.5, where=5),
+                                        Edit(7, "add", 1.5, False), Edit(3, "set", 0.0, where=3),
+                                        Edit(4, "add", 1.5, where=3)]
+    with pytest.raises(ValueError, match="index 16 is out of range"):
+        parse_features("16>2", 1.0, d_sae=16)
+    with pytest.raises(ValueError, match="from>to:strength"):
+        parse_features("5>>9", 1.0)

@@ -48,13 +48,15 @@ def ref_decode(p, normalize, z, x):
 
 def ref_edit(z, edits):
     """The issue's semantics: add: +value; set: value − z_f; scale: (value − 1)·z_f; in order; only_active
-    restricts an edit to tokens where the encoder found the feature (z_f > 0)."""
+    restricts an edit to tokens where the encoder found the feature (z_f > 0), where=g to tokens where
+    it found feature g (z_g > 0)."""
     edited = z.clone()
     for e in edits:
         f = e.feature
         new = {"add": edited[..., f] + e.value, "set": torch.full_like(edited[..., f], e.value),
                "scale": edited[..., f] * e.value}[e.op]
-        edited[..., f] = torch.where(z[..., f] > 0, new, edited[..., f]) if e.only_active else new
+        gate = e.where if e.where is not None else (f if e.only_active else None)
+        edited[..., f] = torch.where(z[..., gate] > 0, new, edited[..., f]) if gate is not None else new
     return edited
 
 
@@ -84,6 +86,33 @@ def test_steer_matches_decode_of_edit_plus_error(arch, normalize, op, only_activ
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
     replaced = sae.steer(x, edits, keep_error=False)
     torch.testing.assert_close(replaced.double(), ref_decode(p, normalize, edited, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,normalize", ARCHS)
+def test_where_gates_an_edit_by_another_feature(arch, normalize):
+    """Move g into f: where g is active, g is removed and f raised; tokens without g keep f's change at
+    zero (the gate is g, not f), so those tokens come back bit for bit."""
+    sae, p = make(arch, normalize)
+    x = x_for()
+    z = ref_encode(p, arch, normalize, x)
+    g = active_feature(z)
+    f = (g + 7) % D_SAE
+    edits = [Edit(g, "set", 0.0, where=g), Edit(f, "add", 1.75, where=g)]
+    edited = ref_edit(z, edits)
+    assert torch.equal(edited[..., f] != z[..., f], z[..., g] > 0)  # f changes exactly where g is found
+    want = ref_decode(p, normalize, edited, x) + x.double() - ref_decode(p, normalize, z, x)
+    got = sae.steer(x, edits)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    untouched = z[..., g] <= 0
+    assert torch.equal(got[untouched], x[untouched])
+
+
+def test_where_must_be_a_feature_of_the_sae():
+    sae, _ = make("topk")
+    with pytest.raises(ValueError, match="Edit where 48 is out of range"):
+        sae.steer(x_for(), [Edit(1, "add", 1.0, where=D_SAE)])
+    with pytest.raises(ValueError, match="where must be a non-negative"):
+        Edit(1, "add", 1.0, where=-2)
 
 
 @pytest.mark.parametrize("arch,normalize", ARCHS)

@@ -1,10 +1,10 @@
 """Retrain Tiny World's models into ``nodes/tiny_world/weights`` (or ``--out``), stage by stage.
 
-    python -m demo.tiny_world_training [--stages vae,flux,sae] [--out DIR]
+    python -m demo.tiny_world_training [--stages vae,flux,flux_more,vae_decoder,sae] [--out DIR]
 
 Seeds are fixed, so a rerun on the same machine and thread count gives the same files. Each stage
 reads what the stages before it wrote (the VAE's latents train FLUX; FLUX's activations train the
-SAE). Runs on one CPU thread: on a shared 2-core machine that is faster than two contending ones.
+SAE); ``vae_decoder`` sharpens the VAE's decoder alone, so the latents FLUX learnt stay valid. Runs on one CPU thread: on a shared 2-core machine that is faster than two contending ones.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..headless import PACK_ROOT, import_from_harness
 
-STAGES = ("vae", "flux", "flux_more", "sae")
-SEEDS = {"vae": 1, "vae_stats": 2, "flux_data": 3, "flux": 4, "sae": 5, "flux_more": 6}
+STAGES = ("vae", "flux", "flux_more", "vae_decoder", "sae")
+SEEDS = {"vae": 1, "vae_stats": 2, "flux_data": 3, "flux": 4, "sae": 5, "flux_more": 6, "vae_decoder": 8}
 
 
 def progress_printer(name: str):
@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {', '.join(STAGES)}")
     p.add_argument("--out", default=None, help="weights folder (default: the pack's nodes/tiny_world/weights)")
     p.add_argument("--vae-steps", type=int, default=600)
+    p.add_argument("--decoder-steps", type=int, default=600)
     p.add_argument("--flux-steps", type=int, default=3000)
     p.add_argument("--flux-images", type=int, default=4000)
     p.add_argument("--sae-seeds", type=int, default=8, help="samplings per prompt recorded for the SAE")

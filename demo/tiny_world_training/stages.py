@@ -10,7 +10,7 @@ from comfyui_sae_steering.nodes.tiny_world import models, world
 from comfyui_sae_steering.nodes.tiny_world.text_encoder import TinyWorldTextModel, TinyWorldTokenizer
 
 from .flux import train_flux
-from .vae import images_to_tensor, train_vae
+from .vae import build_taesd, images_to_tensor, sharpen_decoder, train_vae
 
 SAE_WIDTH, SAE_K = 512, 8
 SAMPLING_STEPS = 20
@@ -35,6 +35,21 @@ def stage_vae(out, args, seeds, progress) -> dict:
         model.vae_scale.fill_(fmt.scale_factor * std)
         model.vae_shift.fill_(fmt.shift_factor - mean / (fmt.scale_factor * std))
     report.update(latent_mean=mean, latent_std=std)
+    save_file({k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(out / models.VAE_FILE))
+    return report
+
+
+def stage_vae_decoder(out, args, seeds, progress) -> dict:
+    """The decoder alone, sharpened on whole images (``vae.sharpen_decoder``); the latents stay the same."""
+    import comfy.utils
+
+    model = build_taesd()
+    model.load_state_dict({k: v.float() for k, v in comfy.utils.load_torch_file(str(out / models.VAE_FILE)).items()})
+    report = sharpen_decoder(model, args.decoder_steps, batch=16, seed=seeds["vae_decoder"], progress=progress)
+    images, _ = world.dataset(512, seed=seeds["vae_stats"])
+    with torch.no_grad():
+        x = images_to_tensor(images)
+        report["reconstruction_mse"] = float((model.taesd_decoder(model.taesd_encoder(x)).clamp(0, 1) - x).pow(2).mean())
     save_file({k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(out / models.VAE_FILE))
     return report
 

@@ -100,3 +100,33 @@ def train_vae(steps: int, batch: int, seed: int, progress=None) -> tuple[torch.n
             progress(step, steps, f"vae loss {np.mean(losses[-20:]):.4f}")
     return model, {"steps": steps, "batch": batch, "seed": seed, "final_loss": float(np.mean(losses[-50:])),
                    "seconds": time.perf_counter() - start}
+
+
+def sharpen_decoder(model, steps: int, batch: int, seed: int, progress=None) -> dict:
+    """Fine-tune the decoder alone, every block of it (the identity ones too: they start as exactly
+    ``relu`` and learn from there), on whole 64x64 images. The encoder, so the latent space FLUX was
+    trained in, stays as it is; the decoder learns to draw sharper corners from the same latents."""
+    from comfyui_sae_steering.nodes.tiny_world.world import dataset
+
+    torch.manual_seed(seed)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for name, p in model.named_parameters() if name.startswith("taesd_decoder.")]
+    for p in params:
+        p.requires_grad_(True)
+    optimiser = torch.optim.Adam(params, lr=3e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-4, total_steps=steps,
+                                                   pct_start=min(0.5, max(0.05, 2 / steps)))  # >= 2 warm-up steps
+    start, losses = time.perf_counter(), []
+    for step in range(steps):
+        images, _ = dataset(batch, seed=seed * 100_003 + step)
+        x = images_to_tensor(images)
+        with torch.no_grad():
+            latent = run_sequential(model.taesd_encoder, "encoder", x)
+        out = model.taesd_decoder(latent + 0.1 * torch.randn_like(latent))
+        loss = F.mse_loss(out, x)
+        losses.append(optimise(loss, params, optimiser, schedule))
+        if progress:
+            progress(step, steps, f"decoder loss {np.mean(losses[-20:]):.4f}")
+    return {"steps": steps, "batch": batch, "seed": seed, "final_loss": float(np.mean(losses[-50:])),
+            "seconds": time.perf_counter() - start}

@@ -2,8 +2,12 @@
 
 A word-level tokenizer over the world's vocabulary (unknown words become ``<unk>``, at most
 ``MAX_TOKENS`` words) and a learned embedding of word + position. The conditioning is the sequence
-[1, MAX_TOKENS, CONTEXT_DIM] (what FLUX's ``txt_in`` reads); the pooled vector, the mean of the
-prompt's word embeddings, drives FLUX's modulation as CLIP-L's pooled output does. Prompt weights
+[1, MAX_TOKENS, CONTEXT_DIM] (what FLUX's ``txt_in`` reads). The pooled vector is all zeros, so
+FLUX's modulation depends on the timestep alone and the prompt reaches the image only through
+attention over its tokens: what it says (colour, shape) then lives in the image tokens, where an SAE
+on the image stream finds and steers it. (A first model pooled the mean word embedding, as CLIP-L's
+pooled output drives real FLUX: its colour then came from the modulation alone, painted at the last
+layer and out of reach of token-level features.) Prompt weights
 (``(red:1.2)``) are accepted and ignored: the world has no use for them.
 """
 from __future__ import annotations
@@ -71,8 +75,7 @@ class TinyWorldTextModel(torch.nn.Module):
         """Token ids [B, MAX_TOKENS] -> (conditioning [B, MAX_TOKENS, CONTEXT_DIM], pooled [B, CONTEXT_DIM])."""
         embedded = self.word(ids)
         cond = embedded + self.position[: ids.shape[1]]
-        present = (ids != 0).unsqueeze(-1).to(embedded.dtype)  # id 0 is <pad>
-        pooled = (embedded * present).sum(1) / present.sum(1).clamp_min(1.0)
+        pooled = torch.zeros(ids.shape[0], CONTEXT_DIM, dtype=embedded.dtype, device=embedded.device)
         return cond, pooled
 
     def encode_token_weights(self, token_weight_pairs):
