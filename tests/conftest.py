@@ -33,13 +33,13 @@ def pytest_report_header(config):
 
 @pytest.fixture
 def tiny_flux():
-    from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux
     return build_tiny_flux(seed=0)
 
 
 @pytest.fixture
 def tiny_cond():
-    from comfyui_sae_steering.demo.tiny_flux import tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import tiny_conditioning
     return tiny_conditioning(seed=1), tiny_conditioning(seed=2)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample
+from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample
 from comfyui_sae_steering.nodes.activation_scale_node import ALL_BLOCKS, SAEActivationScale
 from comfyui_sae_steering.nodes.extension import NODES
 from comfyui_sae_steering.nodes.flux_sites import SITES

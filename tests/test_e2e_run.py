@@ -64,7 +64,7 @@ def run(comfy_server, object_info):
 def reference_latent(steer_feature_by=None):
     """The same sampling in this process; optionally adding ``steer_feature_by`` x decoder row of
     FEATURE to the image stream after double block BLOCK, written here with ComfyUI's own patch API."""
-    from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
 
     model = build_tiny_flux(seed=0)
     if steer_feature_by is not None:

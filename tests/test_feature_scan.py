@@ -14,7 +14,7 @@ import torch
 
 import comfy.utils
 
-from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample, tiny_conditioning
+from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample, tiny_conditioning
 from comfyui_sae_steering.nodes.extension import NODES
 from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
 from comfyui_sae_steering.sae import SparseAutoencoder
