@@ -94,6 +94,9 @@ def register_pack():
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_NAME] = module
     spec.loader.exec_module(module)
+    # this module, imported by path to bootstrap, is the pack's harness.comfyui_locator too: one copy
+    importlib.import_module(f"{PACK_NAME}.harness")
+    sys.modules.setdefault(f"{PACK_NAME}.harness.comfyui_locator", sys.modules[__name__])
     return module
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # the development harness
-from comfyui_locator import ComfyUINotFound, comfyui_version, locate_comfyui, start_comfyui  # noqa: E402
-from comfyui_locator import PACK_ROOT  # noqa: E402,F401  (tests import it from here)
+# The one bootstrap: the harness's locator, imported by path, registers the pack as ``comfyui_sae_steering``
+# (with its ``harness``); every test imports the pack and the harness under that name. The helpers of the
+# tests themselves (``sae_layouts``, ``server_harness``, ...) are modules of this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
+from comfyui_locator import PACK_ROOT, ComfyUINotFound, comfyui_version, locate_comfyui, start_comfyui  # noqa: E402
 
 COMFYUI: Path | None = None
 

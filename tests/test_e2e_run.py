@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from e2e_models import TINY_SAE_NAME, tiny_topk_tensors
-from workflow_api import api_node, combo_options
+from comfyui_sae_steering.harness.workflow_api import api_node, combo_options
 
 FEATURE, STRENGTH, BLOCK = 5, 8.0, 0
 STEPS, SEED = 3, 0

@@ -12,9 +12,9 @@ import uuid
 import pytest
 from PIL import Image
 
-from comfyui_locator import PACK_ROOT
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT
 from e2e_models import PLACEHOLDER_IMAGE, PLACEHOLDER_MODELS, PLACEHOLDER_SAE_FILES, PLACEHOLDER_SAE_FOLDERS
-from workflow_api import FRONTEND_ONLY, to_api
+from comfyui_sae_steering.harness.workflow_api import FRONTEND_ONLY, to_api
 
 PACK_FOLDER = "ComfyUI-SAE-Steering"
 # workflow -> the pack's nodes it shows (issue 7's four workflows and Tiny World's)

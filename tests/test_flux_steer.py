@@ -9,7 +9,7 @@ from comfyui_sae_steering.nodes.flux_sites import SITES, site_from_hook
 from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
 from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
 from flux_capture import Capture, hooks_left
-from sae_factory import random_sae
+from comfyui_sae_steering.harness.sae_factory import random_sae
 
 LATENT = empty_latent(64, 64)  # 8x8 latent -> 16 image tokens; tiny_cond has 8 text tokens
 DEAD = 5

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import tomllib
 
-from comfyui_locator import PACK_ROOT
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COMFYUI_PATH")}
 
