@@ -18,7 +18,7 @@ import pytest
 
 # The one bootstrap: the harness's locator, imported by path, registers the pack as ``comfyui_sae_steering``
 # (with its ``harness``); every test imports the pack and the harness under that name. The helpers of the
-# tests themselves (``sae_layouts``, ``server_harness``, ...) are modules of this folder.
+# tests themselves (``sae_layouts``, ``browser_harness``, ...) are modules of this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
 from comfyui_locator import (PACK_ROOT, ComfyUINotFound, comfyui_version, locate_comfyui,  # noqa: E402
                              register_pack, start_comfyui)
@@ -112,11 +112,11 @@ def tiny_cond():
 
 
 def serve_e2e(base: Path, server_class=None):
-    """Start a real ComfyUI server (``server_harness.ComfyServer`` or a subclass) with this pack and the
+    """Start a real ComfyUI server (``harness/comfyui_server.ComfyServer`` or a subclass) with this pack and the
     test-only node pack in its custom_nodes, placeholder model files and a tiny SAE in ``base``; yield it
     and stop it afterwards (a generator for fixtures)."""
-    from e2e_models import write_placeholders, write_tiny_sae
-    from server_harness import ComfyServer
+    from comfyui_sae_steering.harness.e2e_models import write_placeholders, write_tiny_sae
+    from comfyui_sae_steering.harness.comfyui_server import ComfyServer
 
     write_placeholders(base)
     write_tiny_sae(base)

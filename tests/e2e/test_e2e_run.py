@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from e2e_models import TINY_SAE_NAME, tiny_topk_tensors
+from comfyui_sae_steering.harness.e2e_models import TINY_SAE_NAME, tiny_topk_tensors
 from comfyui_sae_steering.harness.workflow_api import api_node, combo_options
 
 FEATURE, STRENGTH, BLOCK = 5, 8.0, 0

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from comfyui_sae_steering.harness.sae_factory import random_sae
+from .sae_factory import random_sae
 
 # model folder (relative to models/) -> the files the example workflows name, as users name them
 PLACEHOLDER_MODELS = {
