@@ -45,7 +45,7 @@ def site_inputs(extra_sites: tuple[str, ...] = (), with_tokens: bool = True) -> 
     """The site/block/tokens inputs every FLUX-site node shares (``extra_sites`` add site choices)."""
     inputs = [
         io.Combo.Input("site", options=SITE_NAMES + [AUTO_SITE, *extra_sites], default="double.img.out",
-                       tooltip="Where the SAE reads and writes (diffusers names in the README); auto = from the SAE's metadata."),
+                       tooltip="Where the SAE reads and writes (diffusers names in docs/sites.md); auto = from the SAE's metadata."),
         io.Int.Input("block", default=0, min=0, max=MAX_BLOCK,
                      tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1)."),
     ]
