@@ -21,16 +21,12 @@ from pathlib import Path
 
 import torch
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PACK_ROOT / "harness"))  # the ComfyUI locator and the SAE factory
-from comfyui_locator import locate_comfyui, start_comfyui  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # run as a script: the bootstrap
+import comfyui_locator  # noqa: E402
 
-# FLUX.1-dev as ComfyUI v0.8.0's model detection configures it (comfy/model_detection.py)
-FLUX_DEV_CONFIG = dict(
-    image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
-    hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=19, depth_single_blocks=38, axes_dim=[16, 56, 56],
-    theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True, txt_ids_dims=[],
-)
+comfyui_locator.register_pack()  # from here on the pack (with bench/ and harness/) is comfyui_sae_steering
+from comfyui_sae_steering.harness.tiny_flux import FLUX_DEV_CONFIG  # noqa: E402
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 UNSTEERED = "unsteered"
 MODES = ("add", "add where active")  # add needs no encode; add where active needs the full encode
@@ -108,7 +104,7 @@ class StepClock:
 def time_step(model, positive, latent, steps: int, device: torch.device) -> tuple[float, float]:
     """(wall, CPU) seconds per sampling step. One step: the whole call (setup is ms next to seconds on a
     CPU); several: the steps after the first, so model loading and conditioning setup are left out."""
-    from comfyui_sae_steering.demo.tiny_flux import sample
+    from comfyui_sae_steering.harness.tiny_flux import sample
 
     clock = StepClock(device)
     start = now(device)
@@ -128,10 +124,10 @@ def build(args):
     """(config, {variant: (ModelPatcher, SAE or None, edits)}, positive, latent, image tokens)."""
     import copy
 
-    from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, tiny_conditioning
     from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
     from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
-    from sae_factory import random_sae
+    from comfyui_sae_steering.harness.sae_factory import random_sae
 
     config = {**FLUX_DEV_CONFIG, "depth": args.depth_double, "depth_single_blocks": args.depth_single}
     model = build_tiny_flux(seed=0, dtype=DTYPES[args.dtype], device=args.device, **config)
@@ -215,7 +211,7 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    start_comfyui(locate_comfyui(allow_clone=False), cpu=args.device == "cpu")
+    comfyui_locator.start_comfyui(comfyui_locator.locate_comfyui(allow_clone=False), cpu=args.device == "cpu")
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     with torch.inference_mode():  # as ComfyUI runs a prompt
         run(args)

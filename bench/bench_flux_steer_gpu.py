@@ -10,8 +10,11 @@ Any option of ``bench_flux_steer.py`` may follow and overrides the full-size def
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_flux_steer import main  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # run as a script: the bootstrap
+import comfyui_locator  # noqa: E402
+
+comfyui_locator.register_pack()  # from here on the pack (with bench/ and harness/) is comfyui_sae_steering
+from comfyui_sae_steering.bench.bench_flux_steer import main  # noqa: E402
 
 if __name__ == "__main__":
     main(["--full", *sys.argv[1:]])

@@ -19,17 +19,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the pack root: ``sae`` as a top-level package
-from sae import Edit, SparseAutoencoder  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # run as a script: the bootstrap
+import comfyui_locator  # noqa: E402
+
+comfyui_locator.register_pack()  # from here on the pack (with bench/ and harness/) is comfyui_sae_steering
+from comfyui_sae_steering.harness.sae_factory import random_sae  # noqa: E402
+from comfyui_sae_steering.sae import Edit  # noqa: E402
 
 
 def build(d_in, d_sae, k, device, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    W_enc = torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5
-    W_dec = torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5
-    b_enc, b_dec = torch.randn(d_sae, generator=g) * 0.01, torch.randn(d_in, generator=g) * 0.1
-    return SparseAutoencoder(W_enc.to(device), b_enc.to(device), W_dec.to(device), b_dec.to(device),
-                             arch="topk", k=k, b_pre=b_dec.to(device))
+    return random_sae(d_in=d_in, d_sae=d_sae, k=k, seed=seed).to(device)
 
 
 def naive_set(sae, x, feature, value):

@@ -14,28 +14,20 @@ depth: full FLUX has 19 + 38 blocks (``--double 19 --single 38`` where memory al
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "harness"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # run as a script: the bootstrap
+import comfyui_locator  # noqa: E402
+
+comfyui_locator.register_pack()  # from here on the pack (with bench/ and harness/) is comfyui_sae_steering
 
 
 def bootstrap():
     """ComfyUI on the path, forced onto the CPU, and the pack imported as ComfyUI would."""
-    from comfyui_locator import locate_comfyui
-    sys.path.insert(0, str(locate_comfyui()))
-    from comfy.cli_args import args
-    args.cpu = True
-    import comfy.model_management  # noqa: F401
-    spec = importlib.util.spec_from_file_location("comfyui_sae_steering", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["comfyui_sae_steering"] = module
-    spec.loader.exec_module(module)
+    comfyui_locator.start_comfyui(comfyui_locator.locate_comfyui(), cpu=True)
 
 
 class TapClock:
@@ -89,10 +81,10 @@ def main():
     import torch
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
     from comfyui_sae_steering.nodes.activation_scale_node import ALL_BLOCKS, SAEActivationScale
     from comfyui_sae_steering.nodes.scale_recorder import ScaleRecorder
-    from comfyui_sae_steering.sae import SparseAutoencoder
+    from comfyui_sae_steering.harness.sae_factory import random_sae
     import comfy.utils
 
     head = opts.hidden // opts.heads
@@ -102,11 +94,7 @@ def main():
     positive = tiny_conditioning(seed=1, text_tokens=opts.text)
     negative = tiny_conditioning(seed=2, text_tokens=opts.text)
     latent = empty_latent(opts.size, opts.size)
-    g = torch.Generator().manual_seed(0)
-    d_sae = 16 * opts.hidden
-    sae = SparseAutoencoder(torch.randn(d_sae, opts.hidden, generator=g) / opts.hidden ** 0.5, torch.zeros(d_sae),
-                            torch.randn(d_sae, opts.hidden, generator=g) / opts.hidden ** 0.5,
-                            torch.zeros(opts.hidden), arch="topk", k=16)
+    sae = random_sae(d_in=opts.hidden, d_sae=16 * opts.hidden, k=16, seed=0)
     common = dict(steps=opts.steps, cfg=2.0, seed=0)
 
     def measure(site, with_sae=False):
@@ -126,7 +114,7 @@ def main():
         "plain sampling": lambda: sample(model, positive, negative, latent=latent, **common),
         "measure one site (double.img.out[0])": measure("double.img.out"),
         f"measure {ALL_BLOCKS} ({opts.double + opts.single} sites)": measure(ALL_BLOCKS),
-        f"measure one site + SAE {opts.hidden}->{d_sae} k=16": measure("double.img.out", True),
+        f"measure one site + SAE {opts.hidden}->{sae.d_sae} k=16": measure("double.img.out", True),
     }
     print_results(interleaved(variants, opts.repeats, clock))
 

@@ -36,7 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPARSIFY = ROOT / "bench" / ".sparsify"
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # run as a script: the bootstrap
+import comfyui_locator  # noqa: E402
+
+comfyui_locator.register_pack()  # from here on the pack (with bench/ and harness/) is comfyui_sae_steering
+from comfyui_sae_steering.bench.bench_scale import bootstrap  # noqa: E402
 
 
 def model_config(hidden: int) -> dict:
@@ -47,9 +51,8 @@ def model_config(hidden: int) -> dict:
 
 
 def run_harvest(opts, folder: Path) -> dict:
-    from bench_scale import bootstrap
     bootstrap()
-    from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, tiny_conditioning
     from comfyui_sae_steering.nodes.harvest_node import harvest
 
     model = build_tiny_flux(seed=0, **model_config(opts.hidden))
@@ -115,8 +118,7 @@ def train_sparsify(shards, opts, d_sae, steps, lr, warmup, dead_after):
 
 def compare(opts, folder: Path) -> list[dict]:
     import torch
-    from bench_scale import bootstrap
-    bootstrap()  # the pack imported as ComfyUI imports it
+    bootstrap()  # ComfyUI started, the pack imported as ComfyUI imports it
     from comfyui_sae_steering.sae import load_sae
     from comfyui_sae_steering.sae.activation_shards import ActivationShards
     from comfyui_sae_steering.sae.train import _evaluate

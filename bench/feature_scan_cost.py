@@ -12,8 +12,15 @@ what a 57-block FLUX sees. Shares the bootstrap and the timing loop of ``bench_s
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from bench_scale import TapClock, bootstrap, interleaved, print_results
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))  # run as a script: the bootstrap
+import comfyui_locator  # noqa: E402
+
+comfyui_locator.register_pack()  # from here on the pack (with bench/ and harness/) is comfyui_sae_steering
+
+from comfyui_sae_steering.bench.bench_scale import TapClock, bootstrap, interleaved, print_results  # noqa: E402
 
 
 def main():
@@ -30,24 +37,19 @@ def main():
     opts = parser.parse_args()
     bootstrap()
 
-    import torch
-
-    from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
     from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
     from comfyui_sae_steering.nodes.scan_recorder import ScanRecorder
     from comfyui_sae_steering.nodes.site_tap import TapSpec, attach_tap
     from comfyui_sae_steering.nodes.steer_patch import SteerCallback
-    from comfyui_sae_steering.sae import Edit, SparseAutoencoder
+    from comfyui_sae_steering.harness.sae_factory import random_sae
+    from comfyui_sae_steering.sae import Edit
 
     head_dim = opts.hidden // opts.heads
     axes = [head_dim - 2 * (head_dim * 3 // 8), head_dim * 3 // 8, head_dim * 3 // 8]  # even, sum = head_dim
     model = build_tiny_flux(seed=0, hidden_size=opts.hidden, num_heads=opts.heads, depth=opts.depth,
                             depth_single_blocks=opts.depth, axes_dim=axes)
-    g = torch.Generator().manual_seed(0)
-    d, n = opts.hidden, opts.d_sae
-    sae = SparseAutoencoder(torch.randn(n, d, generator=g) / d ** 0.5, torch.zeros(n),
-                            torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1), torch.zeros(d),
-                            arch="topk", k=opts.k)
+    sae = random_sae(d_in=opts.hidden, d_sae=opts.d_sae, k=opts.k, seed=0)
     positive, contrast = tiny_conditioning(seed=1), tiny_conditioning(seed=2)
     latent = empty_latent(opts.size, opts.size)
     common = dict(site=opts.site, block=0, tokens="image", steps=opts.steps, seed=0, cfg=1.0, sampler_name="euler",
@@ -67,8 +69,8 @@ def main():
                                                              contrast=contrast, **common),
     }, opts.repeats, clock)
     tokens = (opts.size // 16) ** 2
-    print(f"FLUX-architecture hidden {d}, {opts.depth}+{opts.depth} blocks, {tokens} image tokens, {opts.steps} steps; "
-          f"SAE {d}->{n} k={opts.k} at {opts.site}; medians of {opts.repeats} (CPU)")
+    print(f"FLUX-architecture hidden {opts.hidden}, {opts.depth}+{opts.depth} blocks, {tokens} image tokens, {opts.steps} steps; "
+          f"SAE {opts.hidden}->{opts.d_sae} k={opts.k} at {opts.site}; medians of {opts.repeats} (CPU)")
     print_results(medians, width=20)
 
 

@@ -39,17 +39,7 @@ class PromptFailed(RuntimeError):
 def start_comfyui(comfyui: Path, work_dir: Path, cpu: bool = True) -> None:
     """Import ComfyUI from ``comfyui``, point its input/output/temp folders and the ``custom_nodes``
     folder into ``work_dir``, load ComfyUI's extra nodes and this pack. Idempotent per process."""
-    comfyui = Path(comfyui).resolve()
-    if str(comfyui) in sys.path:
-        sys.path.remove(str(comfyui))
-    sys.path.insert(0, str(comfyui))
-    stale = sys.modules.get("nodes")
-    if stale is not None and not hasattr(stale, "NODE_CLASS_MAPPINGS"):
-        raise RuntimeError(f"'nodes' was imported from {getattr(stale, '__file__', '?')} before ComfyUI's: "
-                           "start_comfyui must run first")
-    from comfy.cli_args import args
-    if cpu:
-        args.cpu = True
+    import_from_harness("comfyui_locator").import_comfyui(comfyui, cpu)
     import folder_paths
     import nodes
 
@@ -98,15 +88,13 @@ def pack_module(submodule: str):
 
 
 def import_from_harness(name: str):
-    """A module of the development harness the tests and the demo share (``harness/<name>.py``)."""
+    """A module of the development harness (``harness/<name>.py``), the demo's sibling package: under the
+    pack (``comfyui_sae_steering.harness``) when the demo was imported so (tests, bench), else the
+    top-level ``harness`` beside the top-level ``demo`` (``python -m demo.main_job`` from the root)."""
     import importlib
 
-    harness = str(PACK_ROOT / "harness")
-    sys.path.insert(0, harness)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(harness)
+    parent = __package__.rpartition(".")[0]
+    return importlib.import_module(f"{parent}.harness.{name}" if parent else f"harness.{name}")
 
 
 def object_info(class_types) -> dict:

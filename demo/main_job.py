@@ -137,9 +137,10 @@ def run_tiny_world(args, out: Path) -> list[str]:
 
 # ---- --random-flux: a random tiny FLUX, SAE trained on the spot --------------------------------
 def run_tiny(args, work: Path, out: Path) -> list[str]:
-    from sae.formats import pack
+    pack = pack_module("sae.formats.pack")
+    DEMO_FLUX = import_from_harness("tiny_flux").DEMO_FLUX  # noqa: N806
 
-    from .comfy_nodes import DEMO_FLUX, register_demo_nodes
+    from .comfy_nodes import register_demo_nodes
     from .comparison import write_comparison
     from .steering_prompt import SteeringSettings, steering_prompt
 
@@ -178,11 +179,11 @@ def train_demo_sae(args, settings):
     them; returns the SAE, its training report and the positive run's activations."""
     import torch
 
-    from sae.train import train_topk_sae
-
-    from .comfy_nodes import demo_flux
     from .record import record_site
-    from .tiny_flux import tiny_conditioning
+
+    train_topk_sae = pack_module("sae.train").train_topk_sae
+    tiny_conditioning = import_from_harness("tiny_flux").tiny_conditioning
+    demo_flux = import_from_harness("tiny_flux_nodes").SAEDemoTinyFlux.build
 
     t = time.perf_counter()
     prompts = 2 if args.fast else 4
@@ -205,7 +206,7 @@ def train_demo_sae(args, settings):
 def steered_feature(sae, positive_run, requested: int | None) -> tuple[int, float, float]:
     """(feature, its firing frequency, its mean when active) on the positive run; the requested one or
     one chosen by ``choose_feature``."""
-    from sae.sae_stats import SAEStats
+    SAEStats = pack_module("sae.sae_stats").SAEStats  # noqa: N806
 
     if requested is not None and not 0 <= requested < sae.d_sae:
         raise ValueError(f"--feature {requested} is out of range for the demo SAE's {sae.d_sae} features")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from .tiny_flux import empty_latent, sample
+from .headless import import_from_harness
+
+tiny_flux = import_from_harness("tiny_flux")
 
 
 def record_site(site_tap, model, site: str, block: int, conditionings, width: int, height: int, steps: int,
@@ -25,6 +27,6 @@ def record_site(site_tap, model, site: str, block: int, conditionings, width: in
     per_sampling = []
     for i, conditioning in enumerate(conditionings):
         captured.clear()
-        sample(recording, conditioning, latent=empty_latent(width, height), steps=steps, cfg=1.0, seed=seed + i)
+        tiny_flux.sample(recording, conditioning, latent=tiny_flux.empty_latent(width, height), steps=steps, cfg=1.0, seed=seed + i)
         per_sampling.append(torch.cat(captured))
     return per_sampling

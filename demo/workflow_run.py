@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .headless import add_model_file, copy_outputs, import_from_harness, object_info, run_prompt
+from .headless import add_model_file, copy_outputs, import_from_harness, object_info, pack_module, run_prompt
 
 # loader class -> {input name: (flag of the main job, ComfyUI model folder)}
 LOADER_INPUTS = {
@@ -18,19 +18,13 @@ LOADER_INPUTS = {
     "DualCLIPLoader": {"clip_name1": ("clip_l", "text_encoders"), "clip_name2": ("t5", "text_encoders")},
     "VAELoader": {"vae_name": ("vae", "vae")},
 }
-SAE_WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
-SAE_CONFIGS = ("config.json", "cfg.json")
 
 
 def add_sae(path) -> str:
-    """Make an SAE file, or a folder layout (config + weights), visible to Load SAE; returns its name there."""
-    path = Path(path).expanduser().resolve()
-    if path.is_dir():
-        weights = sorted(p for p in path.iterdir() if p.suffix in SAE_WEIGHT_SUFFIXES)
-        if not weights:
-            raise FileNotFoundError(f"SAE folder {path} holds no weights file ({', '.join(SAE_WEIGHT_SUFFIXES)})")
-        path = weights[0]
-    if any((path.parent / name).exists() for name in SAE_CONFIGS):
+    """Make an SAE file, or a folder layout (config + weights), visible to Load SAE; returns its name there.
+    The weights file of a folder is found as the pack's loader finds it (``sae/formats/detect.py``)."""
+    path = pack_module("sae.formats.detect").find_weights(Path(path).expanduser().resolve())
+    if any((path.parent / name).exists() for name in pack_module("sae.formats.configs").CONFIG_NAMES):
         # a folder layout is listed by Load SAE as "<folder>/<weights file>"
         add_model_file("sae", path.parent)
         return f"{path.parent.name}/{path.name}"

@@ -83,21 +83,48 @@ def locate_comfyui(allow_clone: bool = True) -> Path:
                           f"nothing usable at {cache}).\n" + HOW_TO_PROVIDE.format(cache=cache))
 
 
-def start_comfyui(comfyui: Path, cpu: bool = True):
-    """Put ``comfyui`` first on ``sys.path`` (so ``import nodes`` is ComfyUI's), choose its device, import
-    ComfyUI and then the pack as the package ``comfyui_sae_steering``, the way ComfyUI imports a custom
-    node folder. Returns the pack's module."""
-    sys.path.insert(0, str(comfyui))
-    from comfy.cli_args import args
-    args.cpu = cpu  # before comfy.model_management is imported anywhere
-    import comfy.model_management  # noqa: F401
-    import nodes  # noqa: F401  (ComfyUI's own)
+def register_pack():
+    """Import the pack as the package ``comfyui_sae_steering``, the way ComfyUI imports a custom node folder
+    (under a fixed name here): the one import name of the pack in the tests, the benchmarks and the scripts.
+    Idempotent. Needs no ComfyUI: without it the entry point is None and ``sae/`` and ``harness/`` work."""
+    if PACK_NAME in sys.modules:
+        return sys.modules[PACK_NAME]
     spec = importlib.util.spec_from_file_location(PACK_NAME, PACK_ROOT / "__init__.py",
                                                   submodule_search_locations=[str(PACK_ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_NAME] = module
     spec.loader.exec_module(module)
+    # this module, imported by path to bootstrap, is the pack's harness.comfyui_locator too: one copy
+    importlib.import_module(f"{PACK_NAME}.harness")
+    sys.modules.setdefault(f"{PACK_NAME}.harness.comfyui_locator", sys.modules[__name__])
     return module
+
+
+def import_comfyui(comfyui: Path, cpu: bool = True) -> None:
+    """Put ``comfyui`` first on ``sys.path`` (the pack has a ``nodes/`` package of its own, and ``import nodes``
+    must find ComfyUI's), choose its device and import it: what every in-process use of ComfyUI does first."""
+    comfyui = str(Path(comfyui).resolve())
+    if comfyui in sys.path:
+        sys.path.remove(comfyui)
+    sys.path.insert(0, comfyui)
+    stale = sys.modules.get("nodes")
+    if stale is not None and not hasattr(stale, "NODE_CLASS_MAPPINGS"):
+        raise RuntimeError(f"'nodes' was imported from {getattr(stale, '__file__', '?')} before ComfyUI's: "
+                           "ComfyUI must be imported first")
+    from comfy.cli_args import args
+    args.cpu = cpu  # before comfy.model_management is imported anywhere
+    import comfy.model_management  # noqa: F401
+    import nodes  # noqa: F401  (ComfyUI's own)
+
+
+def start_comfyui(comfyui: Path, cpu: bool = True):
+    """ComfyUI imported (``import_comfyui``), then the pack as ``comfyui_sae_steering`` (``register_pack``).
+    Returns the pack's module."""
+    import_comfyui(comfyui, cpu)
+    pack = register_pack()
+    if pack.comfy_entrypoint is None:  # registered before ComfyUI was importable: run its entry point again
+        pack.__spec__.loader.exec_module(pack)
+    return pack
 
 
 if __name__ == "__main__":

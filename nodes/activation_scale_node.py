@@ -20,7 +20,7 @@ from ..sae.strength_guide import median_decoder_norm
 from .activation_scale import ActivationScale, SiteScale, site_key
 from .comfy_types import SAEScaleType, SAEType
 from .flux_sites import flux_blocks, site_from_hook
-from .flux_steer_node import AUTO_SITE, resolve_site, site_inputs
+from .site_choice import AUTO_SITE, resolve_site, site_inputs
 from .scale_plot import blocks_plot, site_plot
 from .scale_recorder import ScaleRecorder
 from .scale_report import format_report

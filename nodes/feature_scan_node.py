@@ -18,7 +18,7 @@ from comfy_api.latest import io
 from ..sae.labels import describe
 from ..sae.scan_result import scan_result
 from .comfy_types import SAEScanType, SAEType
-from .flux_steer_node import resolve_site, site_inputs
+from .site_choice import resolve_site, site_inputs
 from .feature_measurements import remember_stats
 from .heatmap_draw import draw_heatmaps
 from .scan_recorder import ScanRecorder

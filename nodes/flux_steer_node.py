@@ -7,59 +7,13 @@ from comfy_api.latest import io
 
 from ..sae.labels import describe
 from .comfy_types import SAEScaleType, SAEType
-from .feature_spec import MODE_NAMES, Move, edits_for, parse_features, with_value
-from .flux_sites import APPLY_TO_CHOICES, SITE_NAMES, TOKEN_CHOICES, site_from_hook
+from .feature_spec import MODE_NAMES, Move, edits_for, parse_features
+from .flux_sites import APPLY_TO_CHOICES
+from .site_choice import STRENGTH_UNITS, in_units, resolve_site, site_inputs
 from .site_tap import TapSpec, attach_tap
 from .steer_patch import SteerCallback
 
-AUTO_SITE = "auto"
 log = logging.getLogger(__name__)
-STRENGTH_UNITS = ["absolute", "× feature mean", "× token norm"]
-MAX_BLOCK = 63  # FLUX has 19 double and 38 single blocks; the model checks the real range
-
-
-def resolve_site(site: str, block: int, sae) -> tuple[str, int]:
-    """``auto`` takes site and block from the SAE's metadata (its training hook)."""
-    if site != AUTO_SITE:
-        return site, block
-    found = site_from_hook(sae.hook)
-    if found is None:
-        raise ValueError(f"site is 'auto' but the SAE's metadata names no FLUX site (hook={sae.hook!r}); "
-                         f"choose one of {', '.join(SITE_NAMES)} and the block")
-    return found
-
-
-def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, block: int, sae,
-             mode: str) -> list[tuple[int, float]]:
-    """Absolute strengths from strengths in ``unit``, read from the measured ``scale`` at (site, block)."""
-    if unit not in STRENGTH_UNITS:
-        raise ValueError(f"strength_unit {unit!r} is not one of {', '.join(STRENGTH_UNITS)}")
-    if unit == "absolute":
-        return features
-    if mode == "scale":
-        raise ValueError(f"mode 'scale' multiplies features: its strength is a factor, use strength_unit 'absolute' "
-                         f"(got {unit!r})")
-    if scale is None:
-        raise ValueError(f"strength_unit {unit!r} needs the scale input: connect Measure Activation Scale's "
-                         f"scale measured at {site}[{block}]")
-    if unit == "× token norm":
-        norm = scale.token_norm(site, block, unit)
-        return [with_value(e, e[1] * norm) for e in features]
-    return [with_value(e, e[1] * scale.feature_mean(site, block, e[0], sae.d_sae, unit)) for e in features]
-
-
-def site_inputs(extra_sites: tuple[str, ...] = (), with_tokens: bool = True) -> list:
-    """The site/block/tokens inputs every FLUX-site node shares (``extra_sites`` add site choices)."""
-    inputs = [
-        io.Combo.Input("site", options=SITE_NAMES + [AUTO_SITE, *extra_sites], default="double.img.out",
-                       tooltip="Where the SAE reads and writes (diffusers names in the README); auto = from the SAE's metadata."),
-        io.Int.Input("block", default=0, min=0, max=MAX_BLOCK,
-                     tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1)."),
-    ]
-    if with_tokens:
-        inputs.append(io.Combo.Input("tokens", options=TOKEN_CHOICES, default="image",
-                                     tooltip="Single-block sites: which tokens. Image streams: 'all' also takes Kontext reference tokens."))
-    return inputs
 
 
 class SAEFluxSteer(io.ComfyNode):

@@ -131,7 +131,7 @@ class SAEHarvestActivations(io.ComfyNode):
                 io.Model.Input("model"),
                 io.String.Input("name", default="flux_harvest", tooltip="Folder under output/sae_activations/."),
                 io.Combo.Input("site", options=SITE_NAMES, default="double.img.out",
-                               tooltip="Where to read the activations (diffusers names in the README)."),
+                               tooltip="Where to read the activations (diffusers names in docs/sites.md)."),
                 io.Int.Input("block", default=0, min=0, max=63, tooltip="Block index within its kind."),
                 io.Combo.Input("tokens", options=TOKEN_CHOICES, default="image",
                                tooltip="Single-block sites: which tokens. Image streams: 'all' adds Kontext references."),

@@ -10,14 +10,15 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..sae import load_sae
+from ..sae.formats.configs import CONFIG_NAMES
+from ..sae.formats.sources import WEIGHT_SUFFIXES
 from ..sae.labels import FOLDER_LABELS, LABELS_SUFFIX
 from .comfy_types import SAEType
 
 SAE_FOLDER = "sae"
 # weights files; a folder layout (config.json/cfg.json + weights) is listed by its weights file
-SAE_EXTENSIONS = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
+SAE_EXTENSIONS = set(WEIGHT_SUFFIXES)
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CONFIG_NAMES = ("config.json", "cfg.json")
 
 log = logging.getLogger(__name__)
 

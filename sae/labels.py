@@ -11,9 +11,10 @@ import difflib
 import json
 from pathlib import Path
 
+from .formats.configs import CONFIG_NAMES
+
 LABELS_SUFFIX = ".labels.json"
 FOLDER_LABELS = "labels.json"
-FOLDER_CONFIGS = ("cfg.json", "config.json")  # what makes a folder one SAE's own (sae/formats/configs.py)
 
 
 def labels_file_for(sae_path) -> Path | None:
@@ -21,7 +22,7 @@ def labels_file_for(sae_path) -> Path | None:
     path = Path(sae_path)
     folder = path if path.is_dir() else path.parent
     candidates = [] if path.is_dir() else [path.with_name(path.stem + LABELS_SUFFIX)]
-    if path.is_dir() or any((folder / name).is_file() for name in FOLDER_CONFIGS):
+    if path.is_dir() or any((folder / name).is_file() for name in CONFIG_NAMES):
         candidates.append(folder / FOLDER_LABELS)
     return next((c for c in candidates if c.is_file()), None)
 

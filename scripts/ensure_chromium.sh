@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run by scripts/test: the browser test (tests/test_browser.py) drives Debian's Chromium through
+# Run by scripts/test: the browser test (tests/e2e/test_browser.py) drives Debian's Chromium through
 # Playwright, which never downloads a browser of its own. When no Chromium is found and this runs as
 # root (as CI does), it is installed from Debian's packages; otherwise the test fails saying how.
 set -euo pipefail

@@ -1,6 +1,6 @@
 """ComfyUI's real frontend in Debian's Chromium, driven by Playwright, for the browser test.
 
-- ``FrontendServer``: the end-to-end server (``server_harness.ComfyServer``) serving the frontend of the
+- ``FrontendServer``: the end-to-end server (``harness/comfyui_server.ComfyServer``) serving the frontend of the
   pinned ``comfyui-frontend-package`` (tests/requirements.txt) instead of an empty folder.
 - ``chromium_executable``: the system Chromium (``$SAE_CHROMIUM``, else ``chromium`` on PATH);
   ``scripts/test`` installs it from Debian's packages when missing. Playwright never downloads one.
@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from server_harness import ComfyServer
+from comfyui_sae_steering.harness.comfyui_server import ComfyServer
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 HOW_TO_GET_CHROMIUM = ("the browser test drives Debian's Chromium: `apt-get install chromium` (scripts/test does it "

@@ -7,7 +7,7 @@ written out here, independently of the kernel.
 from __future__ import annotations
 
 import torch
-from sae_factory import random_sae
+from comfyui_sae_steering.harness.sae_factory import random_sae
 
 DEAD = 3
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 # Keys under which public configs name the activation site the SAE was trained on.
 HOOK_KEYS = ("hook", "hook_name", "hookpoint", "hook_point", "loc")
+# The configs the libraries write beside their weights: a folder holding one is one SAE's own folder.
+CONFIG_NAMES = ("cfg.json", "config.json")
 
 
 def read_json(path: Path) -> dict:
@@ -19,7 +21,7 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def sidecar_config(weights: Path, names=("cfg.json", "config.json")) -> tuple[dict, Path | None]:
+def sidecar_config(weights: Path, names=CONFIG_NAMES) -> tuple[dict, Path | None]:
     """The config beside ``weights``: ``<stem>.json`` first (the most specific), then ``names``."""
     for candidate in (weights.with_suffix(".json"), *(weights.parent / n for n in names)):
         if candidate.is_file():

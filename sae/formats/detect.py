@@ -5,14 +5,13 @@ from pathlib import Path
 
 from . import finebooru, gytis, openai, pack, saelens, sparsify
 from .configs import sidecar_config
-from .sources import SAFETENSORS_SUFFIXES, TORCH_SUFFIXES, open_weights
+from .sources import WEIGHT_SUFFIXES, open_weights
 from .spec import SAESpec
 
 # Tried in this order; the pack's file is recognised by its metadata, the others by their tensor names.
 READERS = (pack, finebooru, sparsify, saelens, openai, gytis)
 # Folder layouts: the weights file name each library writes.
 FOLDER_WEIGHTS = (sparsify.WEIGHTS_FILE, saelens.WEIGHTS_FILE, finebooru.WEIGHTS_FILE)
-WEIGHT_SUFFIXES = SAFETENSORS_SUFFIXES + TORCH_SUFFIXES
 
 
 def known_layouts() -> str:

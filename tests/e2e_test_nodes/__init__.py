@@ -1,17 +1,19 @@
 """Test-only ComfyUI node pack, installed by the end-to-end tests next to the real pack.
 
-- ``SAETestTinyFlux`` / ``SAETestTinyConditioning``: the tiny FLUX of ``demo/tiny_flux.py`` and its
-  conditioning (``UNETLoader`` cannot load a FLUX this small: model detection fixes 24 heads);
+- ``SAETestTinyFlux`` / ``SAETestTinyConditioning``: the tiny FLUX and its conditioning, from the
+  development harness (``harness/tiny_flux_nodes.py``; ``UNETLoader`` cannot load a FLUX this small);
 - ``POST /sae_e2e/validate``: ComfyUI's own ``execution.validate_prompt`` on an API-format prompt,
   inside the server, without queueing it (the example workflows name model files that are empty
   placeholders here, so they are validated, never executed).
 
-Inside ComfyUI the real pack is importable only under a path-derived module name, so
-``demo/tiny_flux.py`` is loaded by file path.
+ComfyUI imports this folder under a path-derived module name, outside any package, so the harness
+package is imported from its folder under a private name (its modules import each other relatively).
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
 import uuid
 from pathlib import Path
 
@@ -20,48 +22,23 @@ from aiohttp import web
 from comfy_api.latest import ComfyExtension, io
 from server import PromptServer
 
-PACK_ROOT = Path(__file__).resolve().parents[2]  # tests/e2e_test_nodes -> repository root
+HARNESS = Path(__file__).resolve().parents[2] / "harness"  # tests/e2e_test_nodes -> repository root
+HARNESS_NAME = "sae_e2e_harness"
 
 
-def _tiny_flux_module():
-    spec = importlib.util.spec_from_file_location("sae_e2e_tiny_flux", PACK_ROOT / "demo" / "tiny_flux.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny_flux = _tiny_flux_module()
-
-
-class SAETestTinyFlux(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(node_id="SAETestTinyFlux", display_name="Tiny FLUX (test only)", category="_for_testing",
-                         inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1)],
-                         outputs=[io.Model.Output()])
-
-    @classmethod
-    def execute(cls, seed) -> io.NodeOutput:
-        return io.NodeOutput(tiny_flux.build_tiny_flux(seed=seed))
-
-
-class SAETestTinyConditioning(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(node_id="SAETestTinyConditioning", display_name="Tiny FLUX conditioning (test only)",
-                         category="_for_testing",
-                         inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
-                                 io.Int.Input("text_tokens", default=8, min=1, max=512)],
-                         outputs=[io.Conditioning.Output()])
-
-    @classmethod
-    def execute(cls, seed, text_tokens) -> io.NodeOutput:
-        return io.NodeOutput(tiny_flux.tiny_conditioning(seed=seed, text_tokens=text_tokens))
+def _harness_module(name: str):
+    if HARNESS_NAME not in sys.modules:
+        spec = importlib.util.spec_from_file_location(HARNESS_NAME, HARNESS / "__init__.py",
+                                                      submodule_search_locations=[str(HARNESS)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[HARNESS_NAME] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{HARNESS_NAME}.{name}")
 
 
 class TestNodes(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [SAETestTinyFlux, SAETestTinyConditioning]
+        return list(_harness_module("tiny_flux_nodes").TEST_NODES)
 
 
 async def comfy_entrypoint() -> TestNodes:

@@ -7,9 +7,9 @@ import torch
 import folder_paths
 from safetensors.torch import load_file
 
-from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample, tiny_conditioning
+from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample, tiny_conditioning
 from comfyui_sae_steering.nodes.extension import NODES
-from comfyui_sae_steering.nodes.flux_steer_node import resolve_site
+from comfyui_sae_steering.nodes.site_choice import resolve_site
 from comfyui_sae_steering.nodes.harvest_node import SAEHarvestActivations
 from comfyui_sae_steering.nodes.sae_loader import SAE_FOLDER, SAELoader
 from comfyui_sae_steering.nodes.train_node import SAETrain

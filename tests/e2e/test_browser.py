@@ -11,11 +11,11 @@ import shutil
 import pytest
 
 from browser_harness import Canvas, FrontendServer, chromium_executable
-from build_example_workflows import N, Workflow, build
-from comfyui_locator import PACK_ROOT, locate_comfyui
+from comfyui_sae_steering.harness.example_workflows import N, Workflow, build
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT, locate_comfyui
 from conftest import serve_e2e
-from e2e_models import TINY_SAE_NAME
-from workflow_api import FRONTEND_ONLY, is_widget, schema_inputs, to_api
+from comfyui_sae_steering.harness.e2e_models import TINY_SAE_NAME
+from comfyui_sae_steering.harness.workflow_api import FRONTEND_ONLY, is_widget, schema_inputs, to_api
 
 SCREENSHOTS = PACK_ROOT / "output" / "browser_test"
 EXAMPLES = sorted(path.stem for path in (PACK_ROOT / "example_workflows").glob("*.json"))

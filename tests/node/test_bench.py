@@ -3,7 +3,7 @@ import sys
 
 import torch
 
-from comfyui_sae_steering.demo.tiny_flux import sample
+from comfyui_sae_steering.harness.tiny_flux import sample
 
 
 def test_real_comfyui_is_imported():

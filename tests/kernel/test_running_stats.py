@@ -8,7 +8,7 @@ import torch
 from comfyui_sae_steering.sae import SparseAutoencoder, running_stats
 from comfyui_sae_steering.sae.running_stats import ActivationStats, QUANTILES, RunningMoments, StreamingHistogram
 from comfyui_sae_steering.sae.sae_stats import SAEStats
-from sae_factory import random_sae
+from comfyui_sae_steering.harness.sae_factory import random_sae
 
 
 def batches(seed=0):

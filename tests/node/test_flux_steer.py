@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, sample
+from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample
 from comfyui_sae_steering.nodes.flux_sites import SITES, site_from_hook
 from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
 from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
 from flux_capture import Capture, hooks_left
-from sae_factory import random_sae
+from comfyui_sae_steering.harness.sae_factory import random_sae
 
 LATENT = empty_latent(64, 64)  # 8x8 latent -> 16 image tokens; tiny_cond has 8 text tokens
 DEAD = 5
@@ -300,7 +300,7 @@ def test_kontext_reference_tokens_are_not_image_tokens(tiny_flux, tiny_cond, sae
 
 def test_text_length_is_read_per_forward(tiny_flux, sae):
     """Positive and negative of different lengths run as separate forwards with their own split."""
-    from comfyui_sae_steering.demo.tiny_flux import tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import tiny_conditioning
     positive, negative = tiny_conditioning(seed=1, text_tokens=8), tiny_conditioning(seed=2, text_tokens=13)
     patched = steer(tiny_flux, sae, site="single.out", features="0:3.0", mode="add", tokens="image")
     capture, _ = run_captured(tiny_flux, "single.out", 0, positive, negative, patched=patched)

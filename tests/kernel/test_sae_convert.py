@@ -8,7 +8,7 @@ import torch
 from comfyui_sae_steering.sae import Edit, load_sae
 from comfyui_sae_steering.sae.convert import convert, main
 from sae_layouts import ALL, activations
-from conftest import PACK_ROOT
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT
 
 
 @pytest.mark.parametrize("layout", sorted(ALL))

@@ -7,7 +7,7 @@ import torch
 from comfyui_sae_steering.sae import feature_stats
 from comfyui_sae_steering.sae.feature_stats import FeatureStats, rank_features
 from comfyui_sae_steering.sae.scan_result import scan_result
-from sae_factory import random_sae
+from comfyui_sae_steering.harness.sae_factory import random_sae
 
 
 @pytest.mark.parametrize("arch", ["topk", "relu"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from comfyui_sae_steering.sae import load_sae
-from conftest import PACK_ROOT
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT
 from train_data import write_shards
 
 ARGS = ["--d-sae", "128", "--k", "4", "--batch-size", "256", "--tokens", str(256 * 20), "--streams", "2",

@@ -1,27 +1,20 @@
-"""Writes ``example_workflows/*.json`` (ComfyUI's UI format, what "Save" writes) and a ``.jpg``
-thumbnail of each, from the compact descriptions below and the node schemas of a real server.
+"""The example workflows (``example_workflows/*.json``, ComfyUI's UI format, what "Save" writes, and a ``.jpg``
+thumbnail of each), described compactly below and laid out from the node schemas of a real server.
 
-Run it after a node's inputs change: ``.venv/bin/python tests/build_example_workflows.py``.
-Widget values are given by input name here and laid out in schema order from ``/object_info``;
-a name or a combo value the schema does not know stops the build.
+``scripts/build_example_workflows.py`` writes them; the end-to-end tests check the files against these
+descriptions. Widget values are given by input name here and laid out in schema order from
+``/object_info``; a name or a combo value the schema does not know stops the build.
 """
 from __future__ import annotations
 
-import json
-import sys
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "harness"))
-from comfyui_locator import PACK_ROOT, locate_comfyui  # noqa: E402
-from e2e_models import write_placeholders  # noqa: E402
-from workflow_api import (combo_options, extra_widget_values, has_seed_control, is_widget, schema_inputs,  # noqa: E402
-                          widget_default)
+from .comfyui_locator import PACK_ROOT
+from .workflow_api import combo_options, extra_widget_values, has_seed_control, is_widget, schema_inputs, widget_default
 
 OUT = PACK_ROOT / "example_workflows"
 FLUX_FILES = """\
@@ -395,31 +388,3 @@ def thumbnail(workflow: Workflow, ui: dict, path: Path, object_info: dict) -> No
         for i, line in enumerate(wrap(draw, label, node_font, x1 - x0 - 12)):
             draw.text((x0 + 6, y0 + 5 + 16 * i), line, font=node_font, fill="#f3f3f3")
     image.save(path, "JPEG", quality=88)
-
-
-def fetch_object_info() -> dict:
-    from server_harness import ComfyServer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        write_placeholders(Path(tmp))
-        server = ComfyServer(locate_comfyui(), Path(tmp), {"ComfyUI-SAE-Steering": PACK_ROOT}).start()
-        try:
-            return server.get("/object_info")
-        finally:
-            server.stop()
-
-
-def main(names: list[str]) -> None:
-    object_info = fetch_object_info()
-    OUT.mkdir(exist_ok=True)
-    for workflow in WORKFLOWS:
-        if names and workflow.name not in names:
-            continue
-        ui = build(workflow, object_info)
-        (OUT / f"{workflow.name}.json").write_text(json.dumps(ui, indent=2, ensure_ascii=False) + "\n")
-        thumbnail(workflow, ui, OUT / f"{workflow.name}.jpg", object_info)
-        sys.stdout.write(f"wrote {OUT / workflow.name}.json and .jpg\n")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -14,12 +14,12 @@ import torch
 
 import comfy.utils
 
-from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample, tiny_conditioning
+from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample, tiny_conditioning
 from comfyui_sae_steering.nodes.extension import NODES
 from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
 from comfyui_sae_steering.sae import SparseAutoencoder
 from flux_capture import Capture, hooks_left
-from sae_factory import random_sae
+from comfyui_sae_steering.harness.sae_factory import random_sae
 
 LATENT = {"samples": empty_latent(64, 64)}  # 8x8 latent -> a 4x4 grid of 16 image tokens
 GRID = (4, 4)

@@ -8,9 +8,9 @@ import urllib.parse
 import pytest
 from safetensors.torch import save_file
 
-from e2e_models import PLACEHOLDER_SAE_FILES, TINY_SAE_FEATURES, TINY_SAE_K, TINY_SAE_NAME, TINY_SAE_WIDTH, \
-    tiny_topk_tensors
-from workflow_api import api_node
+from comfyui_sae_steering.harness.e2e_models import (PLACEHOLDER_SAE_FILES, TINY_SAE_FEATURES, TINY_SAE_K, TINY_SAE_NAME,
+                                                    TINY_SAE_WIDTH, tiny_topk_tensors)
+from comfyui_sae_steering.harness.workflow_api import api_node
 
 LABELLED, UNLABELLED = "picker_labelled", "picker_unlabelled"  # the same tensors in two folders
 TOP_N = 8

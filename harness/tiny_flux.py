@@ -1,4 +1,5 @@
-"""A tiny FLUX-architecture model, built exactly as ComfyUI builds FLUX, for tests and the demo.
+"""A tiny FLUX-architecture model, built exactly as ComfyUI builds FLUX, for the tests, the demo and the
+benchmarks (which build FLUX's full width from the same code).
 
 ComfyUI's model detection fixes FLUX at 24 heads, so a file of this model cannot go through
 ``UNETLoader``; it is built in code instead: ``comfy.supported_models.Flux`` with a small
@@ -15,6 +16,11 @@ TINY_FLUX_CONFIG = dict(
     hidden_size=64, mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=[4, 6, 6],
     theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True, txt_ids_dims=[],
 )
+# The demo's FLUX: twice the test bench's width, same block layout (head dim 32 = sum of axes_dim)
+DEMO_FLUX = dict(hidden_size=128, num_heads=4, axes_dim=[8, 12, 12], depth=2, depth_single_blocks=2)
+# FLUX.1-dev as ComfyUI v0.8.0's model detection configures it (comfy/model_detection.py)
+FLUX_DEV_CONFIG = {**TINY_FLUX_CONFIG, **dict(context_in_dim=4096, hidden_size=3072, num_heads=24, depth=19,
+                                              depth_single_blocks=38, axes_dim=[16, 56, 56])}
 
 
 def build_tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, device="cpu", **overrides):

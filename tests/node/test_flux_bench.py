@@ -4,7 +4,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from comfyui_sae_steering.bench.bench_flux_steer import parse_args
 from comfyui_sae_steering.bench.flux_flops import flux_forward_flops, sae_encode_flops
-from comfyui_sae_steering.demo.tiny_flux import TINY_FLUX_CONFIG, build_tiny_flux, empty_latent, sample, \
+from comfyui_sae_steering.harness.tiny_flux import TINY_FLUX_CONFIG, build_tiny_flux, empty_latent, sample, \
     tiny_conditioning
 
 

@@ -12,9 +12,9 @@ import uuid
 import pytest
 from PIL import Image
 
-from comfyui_locator import PACK_ROOT
-from e2e_models import PLACEHOLDER_IMAGE, PLACEHOLDER_MODELS, PLACEHOLDER_SAE_FILES, PLACEHOLDER_SAE_FOLDERS
-from workflow_api import FRONTEND_ONLY, to_api
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT
+from comfyui_sae_steering.harness.e2e_models import PLACEHOLDER_IMAGE, PLACEHOLDER_MODELS, PLACEHOLDER_SAE_FILES, PLACEHOLDER_SAE_FOLDERS
+from comfyui_sae_steering.harness.workflow_api import FRONTEND_ONLY, to_api
 
 PACK_FOLDER = "ComfyUI-SAE-Steering"
 # workflow -> the pack's nodes it shows (issue 7's four workflows and Tiny World's)
@@ -116,9 +116,9 @@ def test_converter_maps_widgets_in_schema_order(object_info):
 
 def test_committed_workflow_is_what_the_builder_writes_today(workflow, object_info):
     """A node that gains an input leaves old JSON valid but stale: rebuild when this fails."""
-    from build_example_workflows import WORKFLOWS as SPECS, build
+    from comfyui_sae_steering.harness.example_workflows import WORKFLOWS as SPECS, build
 
     name, ui = workflow
     (spec,) = [w for w in SPECS if w.name == name]
     if build(spec, object_info) != ui:
-        pytest.fail(f"example_workflows/{name}.json is stale: run .venv/bin/python tests/build_example_workflows.py")
+        pytest.fail(f"example_workflows/{name}.json is stale: run .venv/bin/python scripts/build_example_workflows.py")

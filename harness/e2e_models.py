@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from .sae_factory import random_sae
+
 # model folder (relative to models/) -> the files the example workflows name, as users name them
 PLACEHOLDER_MODELS = {
     "diffusion_models": ["flux1-dev.safetensors"],
@@ -54,16 +56,14 @@ def write_placeholders(base: Path) -> None:
 
 
 def tiny_topk_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random TopK SAE 64 -> 256 with unit-norm decoder rows, as finebooru tensors."""
-    generator = torch.Generator().manual_seed(seed)
-    d_in, d_sae = TINY_SAE_WIDTH, TINY_SAE_FEATURES
-    w_dec = torch.randn(d_sae, d_in, generator=generator)
-    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True)
+    """A random TopK SAE 64 -> 256 with unit-norm decoder rows (the harness's ``random_sae``), as finebooru
+    tensors (finebooru centres and decodes with the one ``bias``)."""
+    sae = random_sae(d_in=TINY_SAE_WIDTH, d_sae=TINY_SAE_FEATURES, k=TINY_SAE_K, seed=seed)
     return {
-        "encoder.weight": w_dec.clone(),                               # [pages, features]
-        "encoder.bias": torch.zeros(d_sae),                            # [pages]
-        "decoder.weight": w_dec.t().contiguous(),                      # [features, pages]
-        "bias": torch.randn(d_in, generator=generator) * 0.01,         # [features]
+        "encoder.weight": sae.W_enc.contiguous(),                      # [pages, features]
+        "encoder.bias": sae.b_enc.contiguous(),                        # [pages]
+        "decoder.weight": sae.W_dec.t().contiguous(),                  # [features, pages]
+        "bias": sae.b_pre.contiguous(),                                # [features]
     }
 
 

@@ -119,8 +119,8 @@ def test_example_workflow_runs_in_the_real_server_and_the_steered_images_change(
 
     from PIL import Image
 
-    from comfyui_locator import PACK_ROOT
-    from workflow_api import to_api
+    from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT
+    from comfyui_sae_steering.harness.workflow_api import to_api
 
     ui = json.loads((PACK_ROOT / "example_workflows" / "tiny_world_steer.json").read_text())
     entry = comfy_server.run_prompt(to_api(ui, object_info))

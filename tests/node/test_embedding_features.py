@@ -5,7 +5,7 @@ import pytest
 import torch
 from embedding_saes import DEAD, clip_vision_output, reference_encode, relu_sae, topk_sae
 
-from comfyui_sae_steering.demo.tiny_flux import tiny_conditioning
+from comfyui_sae_steering.harness.tiny_flux import tiny_conditioning
 from comfyui_sae_steering.nodes.embedding_features import SAEEmbeddingFeatures
 from comfyui_sae_steering.nodes.feature_spec import parse_features
 

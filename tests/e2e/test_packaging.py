@@ -4,7 +4,7 @@ import subprocess
 import sys
 import tomllib
 
-from comfyui_locator import PACK_ROOT
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COMFYUI_PATH")}
 
@@ -40,7 +40,7 @@ def test_pack_registers_through_v3_entry_point():
 
 
 def test_bad_comfyui_path_fails_the_test_command(tmp_path):
-    result = run([sys.executable, "-m", "pytest", "-q", "tests/test_bench.py"], COMFYUI_PATH=str(tmp_path))
+    result = run([sys.executable, "-m", "pytest", "-q", "tests/node/test_bench.py"], COMFYUI_PATH=str(tmp_path))
     assert result.returncode != 0
     assert "is not a ComfyUI checkout" in result.stdout + result.stderr
 

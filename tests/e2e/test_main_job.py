@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comfyui_locator import PACK_ROOT, locate_comfyui
+from comfyui_sae_steering.harness.comfyui_locator import PACK_ROOT, locate_comfyui
 from comfyui_sae_steering.sae import load_sae
 from comfyui_sae_steering.sae.formats import pack
 from comfyui_sae_steering.sae.train import train_topk_sae

@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from e2e_models import TINY_SAE_NAME, tiny_topk_tensors
-from workflow_api import api_node, combo_options
+from comfyui_sae_steering.harness.e2e_models import TINY_SAE_NAME, tiny_topk_tensors
+from comfyui_sae_steering.harness.workflow_api import api_node, combo_options
 
 FEATURE, STRENGTH, BLOCK = 5, 8.0, 0
 STEPS, SEED = 3, 0
@@ -64,7 +64,7 @@ def run(comfy_server, object_info):
 def reference_latent(steer_feature_by=None):
     """The same sampling in this process; optionally adding ``steer_feature_by`` x decoder row of
     FEATURE to the image stream after double block BLOCK, written here with ComfyUI's own patch API."""
-    from comfyui_sae_steering.demo.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
 
     model = build_tiny_flux(seed=0)
     if steer_feature_by is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
+from comfyui_sae_steering.harness.sae_factory import random_sae
 from comfyui_sae_steering.nodes.feature_spec import parse_features
 from comfyui_sae_steering.sae import load_sae
 from comfyui_sae_steering.sae.formats import pack
@@ -35,11 +35,7 @@ def test_describe_puts_labels_next_to_indices():
 
 
 def _write_sae(path, d_in=8, d_sae=64):
-    g = torch.Generator().manual_seed(0)
-    from comfyui_sae_steering.sae import SparseAutoencoder
-    sae = SparseAutoencoder(torch.randn(d_sae, d_in, generator=g), torch.zeros(d_sae),
-                            torch.randn(d_sae, d_in, generator=g), torch.zeros(d_in), k=4)
-    pack.write(sae, path)
+    pack.write(random_sae(d_in=d_in, d_sae=d_sae, k=4), path)
 
 
 def test_load_sae_reads_stem_labels_file(tmp_path):

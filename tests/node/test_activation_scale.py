@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_sae_steering.demo.tiny_flux import empty_latent, sample
+from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample
 from comfyui_sae_steering.nodes.activation_scale_node import ALL_BLOCKS, SAEActivationScale
 from comfyui_sae_steering.nodes.extension import NODES
 from comfyui_sae_steering.nodes.flux_sites import SITES
 from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
 from comfyui_sae_steering.sae.running_stats import QUANTILES
 from flux_capture import Capture, hooks_left
-from sae_factory import random_sae
+from comfyui_sae_steering.harness.sae_factory import random_sae
 
 LATENT = empty_latent(64, 64)  # 8x8 latent -> 16 image tokens; tiny_cond has 8 text tokens
 IMG_TOKENS, TXT_TOKENS = 16, 8
