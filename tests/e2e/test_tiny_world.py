@@ -138,7 +138,7 @@ def test_example_workflow_runs_in_the_real_server_and_the_steered_images_change(
 
 
 def test_training_code_runs_and_learns_a_little(tiny_world):
-    """The retraining scripts work (a few steps: not the shipped recipe, which takes about 30 min)."""
+    """The retraining scripts work (a few steps: not the shipped recipe, which takes about 55 min)."""
     from comfyui_sae_steering.demo.tiny_world_training.flux import train_flux
     from comfyui_sae_steering.demo.tiny_world_training.vae import sharpen_decoder, train_vae
     from comfyui_sae_steering.nodes.tiny_world.text_encoder import TinyWorldTextModel
