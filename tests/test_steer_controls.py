@@ -232,3 +232,14 @@ def test_controls_together(tiny_flux, tiny_cond, sae):
         weight = sign * mask.flatten()[None] * 2.0 * (1.0 - percent_by_hand(sigma, shift))
         torch.testing.assert_close(after, before + weight[..., None] * kernel_edit(sae, before), rtol=1e-5, atol=1e-5)
         assert torch.equal(after[:, mask.flatten() == 0], before[:, mask.flatten() == 0])
+
+
+def test_new_inputs_are_optional_and_come_last():
+    """Saved workflows keep working: the old inputs keep their names and order, the new ones are optional."""
+    inputs = SAEFluxSteer.define_schema().inputs
+    assert [i.id for i in inputs] == ["model", "sae", "site", "block", "tokens", "features", "strength", "mode",
+                                      "keep_error", "start_percent", "end_percent", "apply_to", "scale",
+                                      "strength_unit", "mask", "schedule"]
+    assert all(i.optional for i in inputs[-2:])
+    apply_to = next(i for i in inputs if i.id == "apply_to")
+    assert apply_to.options == ["positive", "negative", "both", CFG_SIGNED] and apply_to.default == "both"
