@@ -7,6 +7,7 @@ from .activation_scale_node import SAEActivationScale
 from .clip_vision_edit import SAEClipVisionEdit
 from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
+from .feature_contrast_node import SAEFeatureContrast
 from .feature_route import register_with_server
 from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
@@ -23,6 +24,7 @@ NODES: list[type[io.ComfyNode]] = [
     SAEClipVisionEdit,
     SAEEmbeddingFeatures,
     SAEFeatureScan,
+    SAEFeatureContrast,
     SAEHarvestActivations,
     SAETrain,
     TinyWorldLoader,

@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, seed, cfg, sampler_name,
-           scheduler, progress: comfy.utils.ProgressBar, done: int) -> ScanRecorder:
-    """One real sampling with a recording tap on a clone; returns the filled recorder."""
-    recorder = ScanRecorder(sae)
+           scheduler, progress: comfy.utils.ProgressBar, done: int, recorder: ScanRecorder | None = None) -> ScanRecorder:
+    """One real sampling with a recording tap on a clone; returns the filled recorder (``recorder``, to add
+    this sampling to what it already holds, or a new one)."""
+    recorder = ScanRecorder(sae) if recorder is None else recorder
     patched, _ = attach_tap(model, spec, recorder, d_in=sae.d_in)
     run_sampling(patched, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler, progress, done)
     if recorder.stats is None or recorder.stats.tokens == 0:
