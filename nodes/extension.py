@@ -5,6 +5,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .activation_scale_node import SAEActivationScale
 from .clip_vision_edit import SAEClipVisionEdit
+from .concept_erase_node import SAEConceptErase
 from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
 from .feature_contrast_node import SAEFeatureContrast
@@ -25,6 +26,7 @@ NODES: list[type[io.ComfyNode]] = [
     SAEEmbeddingFeatures,
     SAEFeatureScan,
     SAEFeatureContrast,
+    SAEConceptErase,
     SAEHarvestActivations,
     SAETrain,
     TinyWorldLoader,
