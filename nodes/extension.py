@@ -13,6 +13,7 @@ from .feature_route import register_with_server
 from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
 from .harvest_node import SAEHarvestActivations
+from .image_scan_node import SAEImageFeatureScan
 from .sae_loader import SAELoader
 from .tiny_world.loader_node import TinyWorldLoader
 from .train_node import SAETrain
@@ -27,6 +28,7 @@ NODES: list[type[io.ComfyNode]] = [
     SAEFeatureScan,
     SAEFeatureContrast,
     SAEConceptErase,
+    SAEImageFeatureScan,
     SAEHarvestActivations,
     SAETrain,
     TinyWorldLoader,
