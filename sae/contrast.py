@@ -48,17 +48,11 @@ class Contrast:
     concept_frequency: list[float]
     neutral_frequency: list[float]
     concept_active_mean: list[float]  # mean z_f where it fires in the concept set: the strength unit
-    neutral_all_mean: torch.Tensor    # [d_sae] neutral means of every feature (thresholds for erasure)
-    concept_all_active_mean: torch.Tensor  # [d_sae]
 
     def steer_line(self, strength: float = 1.0, count: int | None = None) -> str:
         """``f1:s1, f2:s2`` for the features input: s = strength × the concept's mean where f fires."""
         chosen = [(f, m) for f, s, m in zip(self.features, self.score, self.concept_active_mean) if s > 0]
         return ", ".join(f"{f}:{_short(strength * m)}" for f, m in chosen[:count])
-
-    def rank_of(self, feature: int) -> int | None:
-        """1-based rank of ``feature`` among the listed ones, None when not listed."""
-        return self.features.index(feature) + 1 if feature in self.features else None
 
     def table(self, labels: dict[int, str] | None = None) -> str:
         head = ["rank", "feature", "score", "mean A", "mean B", "freq A", "freq B", "active mean A"]
@@ -84,5 +78,4 @@ def contrast(concept: FeatureStats, neutral: FeatureStats, top_n: int, rank_by: 
         features=[int(f) for f in top.cpu()], score=pick(score), rank_by=rank_by,
         concept_mean=pick(concept.mean()), neutral_mean=pick(neutral.mean()),
         concept_frequency=pick(concept.frequency()), neutral_frequency=pick(neutral.frequency()),
-        concept_active_mean=pick(concept.active_mean()),
-        neutral_all_mean=neutral.mean().float().cpu(), concept_all_active_mean=concept.active_mean().float().cpu())
+        concept_active_mean=pick(concept.active_mean()))

@@ -243,3 +243,18 @@ def test_new_inputs_are_optional_and_come_last():
     assert all(i.optional for i in inputs[-2:])
     apply_to = next(i for i in inputs if i.id == "apply_to")
     assert apply_to.options == ["positive", "negative", "both", CFG_SIGNED] and apply_to.default == "both"
+
+
+def test_example_workflow_runs_in_the_real_server(comfy_server, object_info):
+    """The drag-and-drop workflow of these controls, converted as the frontend queues it, through POST /prompt."""
+    import json
+
+    from comfyui_locator import PACK_ROOT
+    from workflow_api import to_api
+
+    ui = json.loads((PACK_ROOT / "example_workflows" / "tiny_world_find_mask_erase.json").read_text())
+    entry = comfy_server.run_prompt(to_api(ui, object_info))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = [image["filename"].split("_00")[0] for output in entry["outputs"].values()
+             for image in output.get("images", []) if image.get("type") == "output"]
+    assert sorted(saved) == ["left_half_blue"] * 4 + ["red_erased"] * 4
