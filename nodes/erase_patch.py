@@ -1,4 +1,4 @@
-"""The tap callback that erases a concept: ``sae.erase`` pushes the chosen features down where they fire above
+"""The tap callback that erases a concept: ``sae.erase``'s rule, through ``steer_by_rule``, pushes the chosen features down where they fire above
 their threshold, error kept, every step; what it removed is kept per step for the report."""
 from __future__ import annotations
 
