@@ -48,11 +48,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from demo.headless import import_from_harness
-    locator = import_from_harness("comfyui_locator")
-    locator.start_comfyui(locator.locate_comfyui(), cpu=True)
-    import torch
-    torch.set_num_threads(1)
+    from bench.cpu_comfyui import start_on_cpu
+    start_on_cpu()
     rows = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

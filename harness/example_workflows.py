@@ -115,6 +115,51 @@ WORKFLOWS = [
                        ("steered", ("steer", 0), ("pos", 0)), vae=("world", 2)),
     ),
     Workflow(
+        "tiny_world_find_mask_erase",
+        "Tiny World: find a feature, steer one half, erase a colour (runs on a CPU in seconds)",
+        "SAE Find Features -> SAE Steer FLUX (left-half mask, schedule) and SAE Erase Concept ('red') -> images",
+        "# Tiny World: where, when and what\n\n"
+        "**Files this workflow needs:** none (Load Tiny World ships the model, VAE, text encoder and SAE).\n\n"
+        "**How to use.** Queue it. SAE Find Features samples the red prompts against the other colours' and "
+        "ranks the features that tell them apart (its chart and the `features` line). SAE Steer FLUX adds "
+        "'blue' (6 = about 4 x its mean) only under the left-half mask (two Solid Masks composited), fading out over the last 40 % of "
+        "sampling (`schedule`). SAE Erase Concept pushes 'red' down wherever it fires above its level on the "
+        "neutral prompts. Four seeds of 'a red circle' are saved for each. See docs/steering_controls.md.",
+        [
+            N("world", "TinyWorldLoader", (0, 0), {}),
+            N("pos", "CLIPTextEncode", (380, 0), {"clip": ("world", 1), "text": "a red circle"}, "Prompt"),
+            N("neg", "CLIPTextEncode", (380, 230), {"clip": ("world", 1), "text": ""}, "Negative (unused at cfg 1)"),
+            N("latent", "EmptySD3LatentImage", (380, 430), {"width": 64, "height": 64, "batch_size": 4}),
+            N("find", "SAEFeatureContrast", (800, 0), {
+                "model": ("world", 0), "sae": ("world", 3), "latent": ("latent", 0), "site": "double.img.out",
+                "block": 1, "tokens": "image", "steps": 4, "seed": 0, "cfg": 1.0, "sampler_name": "euler",
+                "scheduler": "simple", "top_n": 8, "rank_by": "normalised difference", "strength": 1.0,
+                "clip": ("world", 1), "concept_prompts": "a red circle\na red square\na red triangle",
+                "neutral_prompts": "a blue circle\na green square\na yellow triangle", "label": "",
+                "write_label": False}),
+            N("chart", "PreviewImage", (800, 620), {"images": ("find", 1)}, "Ranked features"),
+            N("found", "PreviewAny", (1200, 620), {"source": ("find", 2)}, "Report"),
+            N("blank", "SolidMask", (0, 330), {"value": 0.0, "width": 64, "height": 64}),
+            N("half", "SolidMask", (0, 470), {"value": 1.0, "width": 32, "height": 64}),
+            N("mask", "MaskComposite", (0, 610), {"destination": ("blank", 0), "source": ("half", 0), "x": 0, "y": 0,
+                                                  "operation": "add"}, "Left half"),
+            N("steer", "SAEFluxSteer", (1200, 0), {
+                "model": ("world", 0), "sae": ("world", 3), "site": "double.img.out", "block": 1,
+                "tokens": "image", "features": "blue", "strength": 6.0, "mode": "add", "keep_error": True,
+                "start_percent": 0.0, "end_percent": 1.0, "apply_to": "both", "strength_unit": "absolute",
+                "mask": ("mask", 0), "schedule": "0:1, 0.6:1, 1:0"}),
+            N("erase", "SAEConceptErase", (1200, 360), {
+                "model": ("world", 0), "sae": ("world", 3), "site": "double.img.out", "block": 1, "tokens": "image",
+                "features": "red", "multiplier": 4.0, "push_to": "−multiplier × feature mean",
+                "threshold": "neutral mean", "threshold_value": 0.0, "apply_to": "both", "top_n": 2,
+                "latent": ("latent", 0), "clip": ("world", 1), "concept_prompts": "a red circle",
+                "neutral_prompts": "a blue circle\na green circle\na yellow circle", "steps": 4, "seed": 0}),
+            N("erased_report", "PreviewAny", (1200, 760), {"source": ("erase", 1)}, "Erasure report"),
+        ]
+        + side_by_side(1600, "tiny_world_controls", ("left_half_blue", ("steer", 0), ("pos", 0)),
+                       ("red_erased", ("erase", 0), ("pos", 0)), vae=("world", 2)),
+    ),
+    Workflow(
         "flux_measure_then_steer",
         "FLUX: measure, then steer a feature",
         "Measure Activation Scale + Feature Scan (contrast) -> SAE Steer FLUX (x feature mean) -> side by side",

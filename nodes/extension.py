@@ -5,12 +5,15 @@ from comfy_api.latest import ComfyExtension, io
 
 from .activation_scale_node import SAEActivationScale
 from .clip_vision_edit import SAEClipVisionEdit
+from .concept_erase_node import SAEConceptErase
 from .conditioning_edit import SAEConditioningEdit
 from .embedding_features import SAEEmbeddingFeatures
+from .feature_contrast_node import SAEFeatureContrast
 from .feature_route import register_with_server
 from .feature_scan_node import SAEFeatureScan
 from .flux_steer_node import SAEFluxSteer
 from .harvest_node import SAEHarvestActivations
+from .image_scan_node import SAEImageFeatureScan
 from .sae_loader import SAELoader
 from .tiny_world.loader_node import TinyWorldLoader
 from .train_node import SAETrain
@@ -23,6 +26,9 @@ NODES: list[type[io.ComfyNode]] = [
     SAEClipVisionEdit,
     SAEEmbeddingFeatures,
     SAEFeatureScan,
+    SAEFeatureContrast,
+    SAEConceptErase,
+    SAEImageFeatureScan,
     SAEHarvestActivations,
     SAETrain,
     TinyWorldLoader,

@@ -6,6 +6,7 @@ import logging
 from comfy_api.latest import io
 
 from ..sae.labels import describe
+from ..sae.schedule import parse_schedule
 from .comfy_types import SAEScaleType, SAEType
 from .feature_spec import MODE_NAMES, Move, edits_for, parse_features
 from .flux_sites import APPLY_TO_CHOICES
@@ -14,6 +15,8 @@ from .site_tap import TapSpec, attach_tap
 from .steer_patch import SteerCallback
 
 log = logging.getLogger(__name__)
+CFG_SIGNED = "positive +, negative −"  # add on the positive pass, subtract the same edit on the negative one
+STEER_APPLY_TO = APPLY_TO_CHOICES + [CFG_SIGNED]
 
 
 class SAEFluxSteer(io.ComfyNode):
@@ -39,27 +42,41 @@ class SAEFluxSteer(io.ComfyNode):
                                  tooltip="Keep what the SAE cannot reconstruct: only the edited features change."),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001),
-                io.Combo.Input("apply_to", options=APPLY_TO_CHOICES, default="both",
-                               tooltip="Which half of classifier-free guidance is steered."),
+                io.Combo.Input("apply_to", options=STEER_APPLY_TO, default="both",
+                               tooltip="Which half of classifier-free guidance is steered; 'positive +, negative −' "
+                                       "adds on the positive pass and subtracts the same edit on the negative one."),
                 SAEScaleType.Input("scale", optional=True,
                                    tooltip="Measured statistics (Measure Activation Scale) for the strength units."),
                 io.Combo.Input("strength_unit", options=STRENGTH_UNITS, default="absolute",
                                tooltip="Strengths as given, or times the feature's mean activation when active / "
                                        "the site's mean token norm, read from scale at this site."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="Steer only here: resized to the token grid; soft values weight the edit, "
+                                      "tokens outside get nothing. One mask, or one per latent."),
+                io.String.Input("schedule", default="", optional=True,
+                                tooltip="Strength keyframes over sampling percent, multiplied into the edit: "
+                                        "0:1.0, 0.4:1.0, 0.6:0.2, 1:0 (linear between them). Empty: constant."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, sae, site, block, tokens, features, strength, mode, keep_error,
-                start_percent, end_percent, apply_to, scale=None, strength_unit="absolute") -> io.NodeOutput:
+                start_percent, end_percent, apply_to, scale=None, strength_unit="absolute", mask=None,
+                schedule="") -> io.NodeOutput:
         site, block = resolve_site(site, block, sae)
+        keyframes = parse_schedule(schedule)
+        if apply_to not in STEER_APPLY_TO:
+            raise ValueError(f"apply_to {apply_to!r} is not one of {', '.join(STEER_APPLY_TO)}")
         parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
         absolute = in_units(parsed, strength_unit, scale, site, block, sae, mode)
         log.info("SAE Steer FLUX at %s block %d, %s: %s", site, block, mode,
                  ", ".join(f"{describe(e[0], sae.labels)} {e[1]:+.4g}"
                            + (f" where {describe(e.source, sae.labels)} was" if isinstance(e, Move) else "") for e in absolute))
         edits = edits_for(absolute, mode)
-        spec = TapSpec(site, block, tokens, apply_to, start_percent, end_percent)
-        patched, _ = attach_tap(model, spec, SteerCallback(sae, edits, keep_error), d_in=sae.d_in)
+        signed = apply_to == CFG_SIGNED
+        spec = TapSpec(site, block, tokens, "both" if signed else apply_to, start_percent, end_percent,
+                       track_percent=bool(keyframes))
+        callback = SteerCallback(sae, edits, keep_error, mask=mask, schedule=keyframes, signed=signed)
+        patched, _ = attach_tap(model, spec, callback, d_in=sae.d_in)
         return io.NodeOutput(patched)

@@ -7,8 +7,8 @@ step window) and may return a replacement. The tap is made of
   are selected (``cond_or_uncond``, text length from the context, image-token count from the
   latent) and whether the current sigma is inside the window; for attention/MLP sites it also
   registers the forward (pre-)hook and removes it in ``finally``;
-- when the step window is not the whole sampling, a ``WrappersMP.APPLY_MODEL`` wrapper that turns
-  the window's percents into sigmas with the ``model_sampling`` the model runs with *now* (a
+- when the step window is not the whole sampling (or the callback wants each step's percent), a
+  ``WrappersMP.APPLY_MODEL`` wrapper that turns the window's percents into sigmas with the ``model_sampling`` the model runs with *now* (a
   ``ModelSamplingFlux`` shift applied after the steering node counts);
 - for block-output sites, a ``patches_replace["dit"]`` entry that chains any replacement already
   there (Skip Layer Guidance and other taps use the same keys).
@@ -25,6 +25,7 @@ import torch
 
 import comfy.patcher_extension
 
+from ..sae.schedule import percent_at_sigma
 from .flux_sites import APPLY_TO_CHOICES, SITES, TOKEN_CHOICES, check_site
 
 STATE_KEY = "sae_steering_taps"  # namespaced keys in transformer_options for per-forward state
@@ -40,6 +41,7 @@ class TapSpec:
     apply_to: str = "both"         # positive | negative | both
     start_percent: float = 0.0     # the part of sampling the tap is on: steer while
     end_percent: float = 1.0       # percent_to_sigma(end) <= sigma <= percent_to_sigma(start)
+    track_percent: bool = False    # hand the callback the sampling percent of each forward's sigma (schedules)
 
     def __post_init__(self):
         if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:
@@ -54,6 +56,11 @@ class TapSpec:
     def whole_sampling(self) -> bool:
         return self.start_percent == 0.0 and self.end_percent == 1.0
 
+    @property
+    def reads_sampling(self) -> bool:
+        """Whether the tap needs the model_sampling of the run (window in sigmas, or the percent)."""
+        return not self.whole_sampling or self.track_percent
+
 
 @dataclass
 class TapEvent:
@@ -66,6 +73,8 @@ class TapEvent:
     cond_or_uncond: list[int]     # 0 = positive, 1 = negative, one entry per batch chunk
     tokens: slice | None = None   # token range handed over, within the site's stream
     image_tokens: slice | None = None  # the generated image's tokens, relative to the handed-over range
+    batch: int = 0                # rows in the whole forward (CFG chunks x latent batch)
+    percent: float = float("nan")  # sampling percent of ``sigma`` (only with ``TapSpec.track_percent``)
 
 
 TapCallback = Callable[[torch.Tensor, TapEvent], Optional[torch.Tensor]]
@@ -95,7 +104,7 @@ class _WindowReader:
         spec = self.tap.spec
         windows = transformer_options.setdefault(WINDOW_KEY, {})
         windows[self.tap.uid] = (float(sampling.percent_to_sigma(spec.start_percent)),
-                                 float(sampling.percent_to_sigma(spec.end_percent)))
+                                 float(sampling.percent_to_sigma(spec.end_percent)), sampling)
         try:
             return executor(*args, **kwargs)
         finally:
@@ -157,10 +166,13 @@ class SiteTap:
     def _forward_state(self, x, context, transformer_options) -> _ForwardState:
         sigmas = transformer_options.get("sigmas")
         sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float("nan")
-        if not self.spec.whole_sampling:
-            sigma_start, sigma_end = transformer_options[WINDOW_KEY][self.uid]
-            if not sigma_end <= sigma <= sigma_start:
+        percent = float("nan")
+        if self.spec.reads_sampling:
+            sigma_start, sigma_end, sampling = transformer_options[WINDOW_KEY][self.uid]
+            if not self.spec.whole_sampling and not sigma_end <= sigma <= sigma_start:
                 return _ForwardState(None)
+            if self.spec.track_percent:
+                percent = percent_at_sigma(sigma, sampling.percent_to_sigma)
         cond_or_uncond = list(transformer_options.get("cond_or_uncond", [0]))
         rows = _selected_rows(self.spec.apply_to, cond_or_uncond, x.shape[0], x.device)
         if rows is not None and rows.numel() == 0:
@@ -168,7 +180,8 @@ class SiteTap:
         h = (x.shape[-2] + self.patch_size // 2) // self.patch_size
         w = (x.shape[-1] + self.patch_size // 2) // self.patch_size
         rows = torch.arange(x.shape[0], device=x.device) if rows is None else rows
-        return _ForwardState(TapEvent(self.spec, sigma, rows, (h, w), context.shape[1], cond_or_uncond))
+        return _ForwardState(TapEvent(self.spec, sigma, rows, (h, w), context.shape[1], cond_or_uncond,
+                                      batch=x.shape[0], percent=percent))
 
     def _apply(self, stream: torch.Tensor, state: _ForwardState | None, channels: slice | None = None):
         """Hand the selected part of ``stream`` to the callback; put back what it returns."""
@@ -261,7 +274,7 @@ def attach_tap(model, spec: TapSpec, callback: TapCallback, d_in: int | None = N
     patched = model.clone()
     tap = SiteTap(spec, callback, diffusion_model.hidden_size, diffusion_model.patch_size)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, tap.uid, tap)
-    if not spec.whole_sampling:
+    if spec.reads_sampling:
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, tap.uid, _WindowReader(tap))
     if site.hook == "block":
         key = (f"{site.block_type}_block", spec.block)

@@ -1,7 +1,10 @@
 """One real sampling for the nodes that record through taps: as KSampler runs it, with ComfyUI's progress bar."""
 from __future__ import annotations
 
+import torch
+
 import comfy.sample
+import comfy.samplers
 import comfy.utils
 
 
@@ -18,3 +21,14 @@ def run_sampling(model, positive, negative, latent, steps, seed, cfg, sampler_na
         latent_image, noise_mask=latent.get("noise_mask"), seed=seed,
         callback=lambda step, x0, x, total: bar.update_absolute(done + step + 1),
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
+
+
+def run_once_at(model, positive, latent_image: torch.Tensor, sigma: float, seed: int):
+    """Noise ``latent_image`` (VAE space) to ``sigma`` with the seed's noise and take one euler step to 0: the
+    model runs exactly once, at ``sigma``, on the noised image (cfg 1: the positive pass only)."""
+    latent_image = comfy.sample.fix_empty_latent_channels(model, latent_image)
+    noise = comfy.sample.prepare_noise(latent_image, seed)
+    sigmas = torch.tensor([float(sigma), 0.0])
+    sampler = comfy.samplers.sampler_object("euler")
+    return comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, positive, positive, latent_image, seed=seed,
+                                      disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)

@@ -356,14 +356,23 @@ class SparseAutoencoder:
             return x.clone()
         if not plan.needs_encode:
             return self._steer_add(flat, plan).reshape(x.shape)
-        idx = self._features(plan.features)
+        return self.steer_by_rule(x, plan.features, lambda z: feature_deltas(plan, z))
+
+    @torch.no_grad()
+    def steer_by_rule(self, x: torch.Tensor, features, rule) -> torch.Tensor:
+        """x + Σ_f Δz_f · d_f (· σ per token for layer-norm SAEs), the error kept, with Δz = ``rule(z)``: ``z``
+        [n, len(features)] holds the encoder's exact z_f per token (maths dtype, one token chunk at a time),
+        ``rule`` returns Δz of the same shape. What ``steer`` does for its edits, for any per-token rule
+        (concept erasure's "push above a threshold" is one)."""
+        flat = self._flat(x)
+        idx = self._features(features)
         rows = self._rows(idx)
         W = self._weights(decoder=False) if self.arch == "topk" else None
         out = torch.empty_like(flat)
         for s, e in self._chunks(flat.shape[0]):
             xm = flat[s:e].to(self._math_dtype)
             xn, std, _ = self._normalise(xm)
-            delta = feature_deltas(plan, self._feature_z(xn, idx, W, rows)) @ rows.W_dec
+            delta = rule(self._feature_z(xn, idx, W, rows)) @ rows.W_dec
             if std is not None:
                 delta = delta * std
             out[s:e] = (xm + delta).to(x.dtype)

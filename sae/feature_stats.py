@@ -1,7 +1,7 @@
 """Streaming per-feature statistics from sparse SAE codes, and the ranking of features.
 
-A scan sees many forwards (steps x batch rows x tokens). Per feature it keeps the sum of z_f,
-the number of tokens where z_f > 0 and the largest z_f, all filled from ``encode_sparse``'s
+A scan sees many forwards (steps x batch rows x tokens). Per feature it keeps the sum of z_f and of
+z_f², the number of tokens where z_f > 0 and the largest z_f, all filled from ``encode_sparse``'s
 (values, indices) with ``index_add_`` / ``scatter_reduce_``: the cost is O(tokens x k), never
 O(tokens x d_sae). For heatmaps it also keeps, per image position, the sum of every feature that
 fired there, as sparse (position * d_sae + feature -> sum) pairs; only the rows of the features
@@ -22,7 +22,7 @@ class FeatureStats:
         self.d_sae = int(d_sae)
         self.positions = int(positions)   # image positions (h * w tokens); 0 = no maps
         self.tokens = 0                    # tokens added (the denominator of means and frequencies)
-        self.sum = self.fired = self.max = None
+        self.sum = self.sum_sq = self.fired = self.max = None
         self.position_count = None         # how often each position was seen
         self._keys: list[torch.Tensor] = []
         self._vals: list[torch.Tensor] = []
@@ -31,6 +31,7 @@ class FeatureStats:
     def _ensure(self, device):
         if self.sum is None:
             self.sum = torch.zeros(self.d_sae, dtype=torch.float64, device=device)
+            self.sum_sq = torch.zeros(self.d_sae, dtype=torch.float64, device=device)
             self.fired = torch.zeros(self.d_sae, dtype=torch.int64, device=device)
             self.max = torch.zeros(self.d_sae, dtype=torch.float64, device=device)
             self.position_count = torch.zeros(max(self.positions, 0), dtype=torch.int64, device=device)
@@ -50,6 +51,7 @@ class FeatureStats:
         i = indices.flatten()
         # no boolean-mask indexing here: it synchronises and is slow on busy CPUs; zeros add nothing
         self.sum.index_add_(0, i, v)
+        self.sum_sq.index_add_(0, i, v * v)
         self.fired.index_add_(0, i, (v > 0).long())  # TopK values after ReLU may be 0: listed, not firing
         self.max.scatter_reduce_(0, i, v, reduce="amax")
         if positions is not None and self.positions:
@@ -89,6 +91,16 @@ class FeatureStats:
         """Mean z_f over all tokens added, [d_sae] float64."""
         self._check()
         return self.sum / self.tokens
+
+    def variance(self) -> torch.Tensor:
+        """Variance of z_f over all tokens added (zeros included), [d_sae] float64."""
+        mean = self.mean()
+        return (self.sum_sq / self.tokens - mean * mean).clamp_min(0)
+
+    def active_mean(self) -> torch.Tensor:
+        """Mean z_f over the tokens where the feature fired (0 where it never did), [d_sae] float64."""
+        self._check()
+        return self.sum / self.fired.clamp_min(1).to(torch.float64)
 
     def frequency(self) -> torch.Tensor:
         """Fraction of tokens where z_f > 0, [d_sae] float64."""

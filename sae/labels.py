@@ -27,6 +27,24 @@ def labels_file_for(sae_path) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
+def labels_target_for(sae_path) -> Path:
+    """Where a labels file for the SAE at ``sae_path`` is written: the one it already has, else
+    ``labels.json`` in an SAE's own folder, else ``<stem>.labels.json`` beside a single weights file."""
+    found = labels_file_for(sae_path)
+    if found is not None:
+        return found
+    path = Path(sae_path)
+    if path.is_dir() or any((path.parent / name).is_file() for name in FOLDER_CONFIGS):
+        return (path if path.is_dir() else path.parent) / FOLDER_LABELS
+    return path.with_name(path.stem + LABELS_SUFFIX)
+
+
+def write_labels(path, labels: dict[int, str]) -> None:
+    """Write ``{index: label}`` as the JSON object ``read_labels`` reads (indices in order)."""
+    text = json.dumps({str(i): labels[i] for i in sorted(labels)}, indent=1, ensure_ascii=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
 def read_labels(path, d_sae: int | None = None) -> dict[int, str]:
     """``{index: label}`` from a labels file; a one-line error naming the file for anything malformed."""
     path = Path(path)

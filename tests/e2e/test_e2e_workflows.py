@@ -24,6 +24,7 @@ WORKFLOWS = {
     "sdxl_revision_clip_vision_edit": {"SAELoader", "SAEClipVisionEdit"},
     "flux_two_sites_step_window": {"SAELoader", "SAEFluxSteer"},
     "tiny_world_steer": {"TinyWorldLoader", "SAEActivationScale", "SAEFluxSteer"},
+    "tiny_world_find_mask_erase": {"TinyWorldLoader", "SAEFeatureContrast", "SAEFluxSteer", "SAEConceptErase"},
 }
 MODEL_FILES = [name for names in PLACEHOLDER_MODELS.values() for name in names] + PLACEHOLDER_SAE_FILES \
     + [f"{folder}/model.safetensors" for folder in PLACEHOLDER_SAE_FOLDERS] + [PLACEHOLDER_IMAGE]

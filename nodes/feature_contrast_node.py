@@ -1,0 +1,133 @@
+"""``SAEFeatureContrast`` ("SAE Find Features"): the features that tell a concept from neutral prompts.
+
+Each conditioning of the concept set (A) and of the neutral set (B) is sampled for a few steps on a
+clone with a recording tap at the site (the positive pass only, as SAE Feature Scan records); the
+statistics of each set are pooled and the features ranked by ``sae.contrast``. Outputs a line for the
+steer node's ``features`` input, a bar chart and a table; optionally the top feature's label is written
+into the labels file beside the SAE.
+"""
+from __future__ import annotations
+
+import logging
+
+import comfy.samplers
+import comfy.utils
+from comfy_api.latest import io
+
+from ..sae.contrast import RANKINGS, contrast
+from ..sae.labels import labels_target_for, read_labels, write_labels
+from .comfy_types import SAEType
+from .contrast_plot import contrast_plot
+from .feature_measurements import sae_file
+from .feature_scan_node import record
+from .flux_steer_node import resolve_site, site_inputs
+from .scan_recorder import ScanRecorder
+from .site_tap import TapSpec
+
+log = logging.getLogger(__name__)
+
+
+def conditioning_set(name: str, conditioning, prompts: str, clip) -> list:
+    """The conditionings of one set: the connected CONDITIONING (if any) and one per non-empty line of
+    ``prompts`` (encoded by ``clip``). An empty set is refused, naming the inputs."""
+    lines = [line.strip() for line in (prompts or "").splitlines() if line.strip()]
+    if lines and clip is None:
+        raise ValueError(f"{name}_prompts: {len(lines)} prompt(s) given but no clip is connected to encode them")
+    found = [] if conditioning is None else [conditioning]
+    found += [clip.encode_from_tokens_scheduled(clip.tokenize(line)) for line in lines]
+    if not found:
+        raise ValueError(f"{name}: the set is empty; connect {name} or write {name}_prompts (one per line) with a clip")
+    return found
+
+
+def measure_sets(model, sae, spec: TapSpec, sets: list[list], latent: dict, steps: int, seed: int, cfg: float,
+                 sampler_name: str, scheduler: str) -> list[ScanRecorder]:
+    """One recorder per set, each filled by sampling every conditioning of the set (positive pass only)."""
+    runs = sum(len(s) for s in sets)
+    progress = comfy.utils.ProgressBar(steps * runs)
+    recorders, done = [], 0
+    for conditionings in sets:
+        recorder = ScanRecorder(sae)
+        for positive in conditionings:
+            record(model, sae, spec, positive, None, latent, steps, seed, cfg, sampler_name, scheduler, progress,
+                   done, recorder=recorder)
+            done += steps
+        recorders.append(recorder)
+    return recorders
+
+
+def write_top_label(sae, feature: int, label: str) -> str:
+    """Label ``feature`` in the labels file beside the SAE (kept entries stay); returns the file's path."""
+    path = sae_file(sae)
+    if path is None:
+        raise ValueError("write_label: this SAE was not loaded from a file, so there is no place for its labels file")
+    target = labels_target_for(path)
+    labels = read_labels(target, sae.d_sae) if target.is_file() else {}
+    labels[int(feature)] = label.strip()
+    write_labels(target, labels)
+    return str(target)
+
+
+class SAEFeatureContrast(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SAEFeatureContrast",
+            display_name="SAE Find Features",
+            category="sae_steering",
+            description="Sample a concept set and a neutral set of prompts for a few steps and rank the SAE features "
+                        "that fire more for the concept (normalised so always-on features do not dominate).",
+            inputs=[
+                io.Model.Input("model"),
+                SAEType.Input("sae"),
+                io.Latent.Input("latent"),
+                *site_inputs(),
+                io.Int.Input("steps", default=4, min=1, max=10000, tooltip="Steps sampled per prompt; every one is recorded."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                io.Int.Input("top_n", default=8, min=1, max=4096),
+                io.Combo.Input("rank_by", options=list(RANKINGS), default=RANKINGS[0],
+                               tooltip="normalised: mean difference over the tokens' spread; frequency: how much more "
+                                       "often it fires; mean: raw difference of means."),
+                io.Float.Input("strength", default=1.0, min=-10000.0, max=10000.0, step=0.01,
+                               tooltip="Strengths in the features line = this × the feature's mean where it fires "
+                                       "for the concept."),
+                io.Conditioning.Input("concept", optional=True, tooltip="Set A (or write concept_prompts)."),
+                io.Conditioning.Input("neutral", optional=True, tooltip="Set B (or write neutral_prompts)."),
+                io.Clip.Input("clip", optional=True, tooltip="Encodes the prompts written below."),
+                io.String.Input("concept_prompts", default="", multiline=True, optional=True,
+                                tooltip="One prompt per line, added to set A."),
+                io.String.Input("neutral_prompts", default="", multiline=True, optional=True,
+                                tooltip="One prompt per line, added to set B."),
+                io.String.Input("label", default="", optional=True,
+                                tooltip="With write_label: the name written for the top feature."),
+                io.Boolean.Input("write_label", default=False, optional=True,
+                                 tooltip="Write label for the top feature into the labels file beside the SAE."),
+            ],
+            outputs=[
+                io.String.Output(display_name="features"),
+                io.Image.Output(display_name="chart"),
+                io.String.Output(display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, sae, latent, site, block, tokens, steps, seed, cfg, sampler_name, scheduler, top_n,
+                rank_by, strength, concept=None, neutral=None, clip=None, concept_prompts="", neutral_prompts="",
+                label="", write_label=False) -> io.NodeOutput:
+        site, block = resolve_site(site, block, sae)
+        if write_label and not (label or "").strip():
+            raise ValueError("label: write_label is on but label is empty; name the concept")
+        sets = [conditioning_set("concept", concept, concept_prompts, clip),
+                conditioning_set("neutral", neutral, neutral_prompts, clip)]
+        spec = TapSpec(site, block, tokens, apply_to="positive")
+        a, b = measure_sets(model, sae, spec, sets, latent, steps, seed, cfg, sampler_name, scheduler)
+        result = contrast(a.stats, b.stats, top_n, rank_by)
+        report = result.table(sae.labels) + f"\n\nfeatures: {result.steer_line(strength)}"
+        if write_label:
+            path = write_top_label(sae, result.features[0], label)
+            report += f"\nwrote label {label.strip()!r} for feature {result.features[0]} into {path}"
+        log.info("SAE Find Features at %s block %d:\n%s", site, block, report)
+        return io.NodeOutput(result.steer_line(strength), contrast_plot(result, sae.labels), report)
