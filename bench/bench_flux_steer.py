@@ -125,8 +125,8 @@ def build(args):
     import copy
 
     from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, tiny_conditioning
-    from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
-    from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
+    from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
+    from comfyui_sae_steering.nodes.steer.flux_steer_node import SAEFluxSteer
     from comfyui_sae_steering.harness.sae_factory import random_sae
 
     config = {**FLUX_DEV_CONFIG, "depth": args.depth_double, "depth_single_blocks": args.depth_single}

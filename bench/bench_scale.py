@@ -82,8 +82,8 @@ def main():
     if opts.threads:
         torch.set_num_threads(opts.threads)
     from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
-    from comfyui_sae_steering.nodes.activation_scale_node import ALL_BLOCKS, SAEActivationScale
-    from comfyui_sae_steering.nodes.scale_recorder import ScaleRecorder
+    from comfyui_sae_steering.nodes.measure.activation_scale_node import ALL_BLOCKS, SAEActivationScale
+    from comfyui_sae_steering.nodes.measure.scale_recorder import ScaleRecorder
     from comfyui_sae_steering.harness.sae_factory import random_sae
     import comfy.utils
 

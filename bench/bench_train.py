@@ -53,7 +53,7 @@ def model_config(hidden: int) -> dict:
 def run_harvest(opts, folder: Path) -> dict:
     bootstrap()
     from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, tiny_conditioning
-    from comfyui_sae_steering.nodes.harvest_node import harvest
+    from comfyui_sae_steering.nodes.train.harvest_node import harvest
 
     model = build_tiny_flux(seed=0, **model_config(opts.hidden))
     items = [(f"random prompt {i}", tiny_conditioning(seed=1000 + i, text_tokens=opts.text_tokens))

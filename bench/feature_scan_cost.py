@@ -38,10 +38,10 @@ def main():
     bootstrap()
 
     from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample, tiny_conditioning
-    from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
-    from comfyui_sae_steering.nodes.scan_recorder import ScanRecorder
-    from comfyui_sae_steering.nodes.site_tap import TapSpec, attach_tap
-    from comfyui_sae_steering.nodes.steer_patch import SteerCallback
+    from comfyui_sae_steering.nodes.scan.feature_scan_node import SAEFeatureScan
+    from comfyui_sae_steering.nodes.scan.scan_recorder import ScanRecorder
+    from comfyui_sae_steering.nodes.sites.tap import TapSpec, attach_tap
+    from comfyui_sae_steering.nodes.steer.steer_callback import SteerCallback
     from comfyui_sae_steering.harness.sae_factory import random_sae
     from comfyui_sae_steering.sae import Edit
 

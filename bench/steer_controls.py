@@ -68,7 +68,7 @@ def mask_test(model, clip, vae, sae, seeds, strength) -> dict:
     import torch
 
     from comfyui_sae_steering.demo.tiny_world_eval import sample_images, target_scale
-    from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
+    from comfyui_sae_steering.nodes.steer.flux_steer_node import SAEFluxSteer
     from comfyui_sae_steering.nodes.tiny_world.world import IMAGE_SIZE
 
     site, block = sae.hook.rsplit(".", 1)
@@ -98,7 +98,7 @@ def erase_test(model, clip, vae, sae, seeds, multipliers) -> list[dict]:
     import torch
 
     from comfyui_sae_steering.demo.tiny_world_eval import sample_images
-    from comfyui_sae_steering.nodes.concept_erase_node import SAEConceptErase
+    from comfyui_sae_steering.nodes.steer.concept_erase_node import SAEConceptErase
     from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
 
     site, block = sae.hook.rsplit(".", 1)
@@ -124,7 +124,7 @@ def erase_test(model, clip, vae, sae, seeds, multipliers) -> list[dict]:
 def contrast_test(model, clip, sae, seeds) -> list[dict]:
     import torch
 
-    from comfyui_sae_steering.nodes.feature_contrast_node import SAEFeatureContrast
+    from comfyui_sae_steering.nodes.scan.feature_contrast_node import SAEFeatureContrast
     from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES
 
     site, block = sae.hook.rsplit(".", 1)

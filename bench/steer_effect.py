@@ -33,7 +33,7 @@ CHANGES = [  # (prompt, attribute, target label, what must stay)
     ("a green square", "colour", "yellow", "shape"),
     ("a red circle", "shape", "square", "colour"),
 ]
-MODES = ["add", "add where active", "set", "move"]  # move: features "red>blue" (mode add), see nodes/feature_spec.py
+MODES = ["add", "add where active", "set", "move"]  # move: features "red>blue" (mode add), see nodes/steer/feature_spec.py
 STRENGTHS = [0.5, 1, 2, 3, 4, 8, 16]
 LATE_START = 0.4  # the second step window: from 40 % of the sampling on, once the layout is set
 

@@ -74,7 +74,7 @@ async def _load_nodes(nodes) -> None:
 
 
 def pack_module(submodule: str):
-    """A module of this pack as ComfyUI loaded it (e.g. ``"nodes.site_tap"``): one copy per process."""
+    """A module of this pack as ComfyUI loaded it (e.g. ``"nodes.sites.tap"``): one copy per process."""
     import importlib
 
     import nodes

@@ -189,7 +189,7 @@ def train_demo_sae(args, settings):
     prompts = 2 if args.fast else 4
     # the first recording is exactly the demo's positive branch (same conditioning and noise seed)
     conditionings = [tiny_conditioning(seed=settings.positive_seed + i) for i in range(prompts)]
-    per_prompt = record_site(pack_module("nodes.site_tap"), demo_flux(settings.model_seed), args.site, args.block,
+    per_prompt = record_site(pack_module("nodes.sites.tap"), demo_flux(settings.model_seed), args.site, args.block,
                              conditionings, args.size, args.size, args.steps, args.seed)
     activations = torch.cat(per_prompt)
     print(f"Recorded {activations.shape[0]} activations [{activations.shape[1]}] at {args.site} block {args.block} "

@@ -1,6 +1,6 @@
 """Record a FLUX site's activations during real sampling runs: the demo SAE's training data.
 
-Uses the pack's own site tap (``nodes/site_tap.py``, the one hook mechanism that steers and
+Uses the pack's own site tap (``nodes/sites/tap.py``, the one hook mechanism that steers and
 measures), attached to a clone of the model with a callback that copies what it sees.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ def record_site(site_tap, model, site: str, block: int, conditionings, width: in
                 seed: int = 0) -> list[torch.Tensor]:
     """Sample once per conditioning (cfg 1, euler, noise seed ``seed + i``); returns, per sampling, the
     activations the tap hands over at (site, block) at every step, as [tokens, hidden] fp32.
-    ``site_tap`` is the pack's ``nodes.site_tap`` module; ``model`` itself stays unpatched."""
+    ``site_tap`` is the pack's ``nodes.sites.tap`` module; ``model`` itself stays unpatched."""
     captured: list[torch.Tensor] = []
 
     def copy(activations, event):

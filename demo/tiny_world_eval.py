@@ -76,7 +76,7 @@ def target_scale(model, clip, sae, prompt: str, batch: int = 4, steps: int = 8):
     """Measure Activation Scale (the node) at the SAE's own site, with the SAE, on ``prompt``: a prompt
     where the target feature fires, so that "× feature mean" has a unit. ``batch`` noise draws."""
     site, block = sae.hook.rsplit(".", 1)
-    node = pack("nodes.activation_scale_node").SAEActivationScale
+    node = pack("nodes.measure.activation_scale_node").SAEActivationScale
     with torch.inference_mode():
         return node.execute(model=model, positive=encode(clip, prompt), latent={"samples": torch.zeros(batch, 16, 8, 8)},
                             site=site, block=int(block), steps=steps, seed=0, cfg=1.0, sampler_name="euler",
@@ -87,7 +87,7 @@ def steer(model, sae, scale, features: str, strength: float, mode: str = "add", 
           start_percent: float = 0.0, end_percent: float = 1.0):
     """SAE Steer FLUX (the node) at the SAE's own site, image tokens, strength in × feature mean."""
     site, block = sae.hook.rsplit(".", 1)
-    node = pack("nodes.flux_steer_node").SAEFluxSteer
+    node = pack("nodes.steer.flux_steer_node").SAEFluxSteer
     return node.execute(model=model, sae=sae, site=site, block=int(block), tokens="image", features=features,
                         strength=float(strength), mode=mode, keep_error=keep_error, start_percent=start_percent,
                         end_percent=end_percent, apply_to="both", scale=scale,

@@ -3,20 +3,20 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .activation_scale_node import SAEActivationScale
-from .clip_vision_edit import SAEClipVisionEdit
-from .concept_erase_node import SAEConceptErase
-from .conditioning_edit import SAEConditioningEdit
-from .embedding_features import SAEEmbeddingFeatures
-from .feature_contrast_node import SAEFeatureContrast
-from .feature_route import register_with_server
-from .feature_scan_node import SAEFeatureScan
-from .flux_steer_node import SAEFluxSteer
-from .harvest_node import SAEHarvestActivations
-from .image_scan_node import SAEImageFeatureScan
+from .embedding.clip_vision_edit_node import SAEClipVisionEdit
+from .embedding.conditioning_edit_node import SAEConditioningEdit
+from .embedding.features_node import SAEEmbeddingFeatures
+from .measure.activation_scale_node import SAEActivationScale
 from .sae_loader import SAELoader
+from .scan.feature_contrast_node import SAEFeatureContrast
+from .scan.feature_route import register_with_server
+from .scan.feature_scan_node import SAEFeatureScan
+from .scan.image_scan_node import SAEImageFeatureScan
+from .steer.concept_erase_node import SAEConceptErase
+from .steer.flux_steer_node import SAEFluxSteer
 from .tiny_world.loader_node import TinyWorldLoader
-from .train_node import SAETrain
+from .train.harvest_node import SAEHarvestActivations
+from .train.train_node import SAETrain
 
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,

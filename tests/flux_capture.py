@@ -12,7 +12,7 @@ import torch
 
 import comfy.patcher_extension
 
-from comfyui_sae_steering.nodes.flux_sites import SITES
+from comfyui_sae_steering.nodes.sites.flux_sites import SITES
 
 
 def _module(diffusion_model, site: str, block: int):

@@ -2,7 +2,7 @@
 // A "pick features" button on the node opens a searchable list of the connected Load SAE's
 // features: their labels (a labels file beside the SAE) and, after a Feature Scan or Embedding
 // Features run, their measured activations. Click fills the `features` widget; shift-click adds.
-// Data: GET /sae_steering/features?sae=NAME (nodes/feature_route.py).
+// Data: GET /sae_steering/features?sae=NAME (nodes/scan/feature_route.py).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 

@@ -1,6 +1,6 @@
 import pytest
 
-from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
+from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from comfyui_sae_steering.sae import Edit
 
 
@@ -33,7 +33,7 @@ def test_modes_map_to_edits():
 
 
 def test_move_entries_replace_one_feature_by_another_where_it_is_found():
-    from comfyui_sae_steering.nodes.feature_spec import Move
+    from comfyui_sae_steering.nodes.steer.feature_spec import Move
     parsed = parse_features("5>9:2.5, 7, 3>4", 1.5, d_sae=16)
     assert parsed == [Move(9, 2.5, 5), (7, 1.5), Move(4, 1.5, 3)]
     # whatever the mode, a move removes the source and adds the target where the source is active

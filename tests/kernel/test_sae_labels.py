@@ -6,7 +6,7 @@ import json
 import pytest
 
 from comfyui_sae_steering.harness.sae_factory import random_sae
-from comfyui_sae_steering.nodes.feature_spec import parse_features
+from comfyui_sae_steering.nodes.steer.feature_spec import parse_features
 from comfyui_sae_steering.sae import load_sae
 from comfyui_sae_steering.sae.formats import pack
 from comfyui_sae_steering.sae.labels import describe, feature_by_label, labels_file_for, read_labels

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample
-from comfyui_sae_steering.nodes.activation_scale_node import ALL_BLOCKS, SAEActivationScale
+from comfyui_sae_steering.nodes.measure.activation_scale_node import ALL_BLOCKS, SAEActivationScale
 from comfyui_sae_steering.nodes.extension import NODES
-from comfyui_sae_steering.nodes.flux_sites import SITES
-from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
+from comfyui_sae_steering.nodes.sites.flux_sites import SITES
+from comfyui_sae_steering.nodes.steer.flux_steer_node import SAEFluxSteer
 from comfyui_sae_steering.sae.running_stats import QUANTILES
 from flux_capture import Capture, hooks_left
 from comfyui_sae_steering.harness.sae_factory import random_sae

@@ -7,7 +7,7 @@ import torch
 from comfy.ldm.modules.encoders.noise_aug_modules import CLIPEmbeddingNoiseAugmentation
 from embedding_saes import DEAD, clip_vision_output, gytis_recipe, reference_encode, relu_sae
 
-from comfyui_sae_steering.nodes.clip_vision_edit import SAEClipVisionEdit
+from comfyui_sae_steering.nodes.embedding.clip_vision_edit_node import SAEClipVisionEdit
 
 
 def run(output, sae, target="image_embeds", features="5", strength=40.0, mode="set", keep_error=True):

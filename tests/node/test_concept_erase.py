@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from comfyui_sae_steering.harness.tiny_flux import sample, tiny_conditioning
-from comfyui_sae_steering.nodes.concept_erase_node import SAEConceptErase
+from comfyui_sae_steering.nodes.steer.concept_erase_node import SAEConceptErase
 from comfyui_sae_steering.nodes.extension import NODES
 from flux_capture import Capture, hooks_left
 from comfyui_sae_steering.harness.sae_factory import random_sae

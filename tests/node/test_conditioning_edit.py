@@ -5,7 +5,7 @@ import torch
 from embedding_saes import DEAD, gytis_recipe, reference_encode, relu_sae, topk_sae
 
 from comfyui_sae_steering.harness.tiny_flux import sample, tiny_conditioning
-from comfyui_sae_steering.nodes.conditioning_edit import SAEConditioningEdit
+from comfyui_sae_steering.nodes.embedding.conditioning_edit_node import SAEConditioningEdit
 from comfyui_sae_steering.sae import load_sae
 
 

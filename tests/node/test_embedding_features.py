@@ -6,8 +6,8 @@ import torch
 from embedding_saes import DEAD, clip_vision_output, reference_encode, relu_sae, topk_sae
 
 from comfyui_sae_steering.harness.tiny_flux import tiny_conditioning
-from comfyui_sae_steering.nodes.embedding_features import SAEEmbeddingFeatures
-from comfyui_sae_steering.nodes.feature_spec import parse_features
+from comfyui_sae_steering.nodes.embedding.features_node import SAEEmbeddingFeatures
+from comfyui_sae_steering.nodes.steer.feature_spec import parse_features
 
 
 def run(sae, target, top_n=16, conditioning=None, clip_vision_output=None):

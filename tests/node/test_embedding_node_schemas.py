@@ -2,10 +2,10 @@
 import asyncio
 
 import comfyui_sae_steering
-from comfyui_sae_steering.nodes.clip_vision_edit import SAEClipVisionEdit
-from comfyui_sae_steering.nodes.conditioning_edit import SAEConditioningEdit
-from comfyui_sae_steering.nodes.embedding_features import SAEEmbeddingFeatures
-from comfyui_sae_steering.nodes.feature_spec import MODE_NAMES
+from comfyui_sae_steering.nodes.embedding.clip_vision_edit_node import SAEClipVisionEdit
+from comfyui_sae_steering.nodes.embedding.conditioning_edit_node import SAEConditioningEdit
+from comfyui_sae_steering.nodes.embedding.features_node import SAEEmbeddingFeatures
+from comfyui_sae_steering.nodes.steer.feature_spec import MODE_NAMES
 
 
 def inputs(node):

@@ -12,7 +12,7 @@ import torch
 
 from comfyui_sae_steering.harness.tiny_flux import tiny_conditioning
 from comfyui_sae_steering.nodes.extension import NODES
-from comfyui_sae_steering.nodes.feature_contrast_node import SAEFeatureContrast
+from comfyui_sae_steering.nodes.scan.feature_contrast_node import SAEFeatureContrast
 from comfyui_sae_steering.sae import load_sae
 from comfyui_sae_steering.sae.formats import pack
 from comfyui_sae_steering.harness.sae_factory import random_sae
@@ -66,8 +66,8 @@ def test_ranking_equals_the_hand_computed_statistics(tiny_flux, sae, rank_by):
     assert single == expected_single
     assert chart.shape[0] == 1 and chart.shape[-1] == 3 and report.startswith(f"features by {rank_by}")
     # both conditionings of set A pooled
-    from comfyui_sae_steering.nodes.feature_contrast_node import measure_sets
-    from comfyui_sae_steering.nodes.site_tap import TapSpec
+    from comfyui_sae_steering.nodes.scan.feature_contrast_node import measure_sets
+    from comfyui_sae_steering.nodes.sites.tap import TapSpec
     from comfyui_sae_steering.sae.contrast import contrast
     rec_a, rec_b = measure_sets(tiny_flux, sae, TapSpec("double.img.out", 0, apply_to="positive"), [a, b], LATENT,
                                 STEPS, SEED, 1.0, "euler", "simple")

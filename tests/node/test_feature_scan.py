@@ -16,7 +16,7 @@ import comfy.utils
 
 from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample, tiny_conditioning
 from comfyui_sae_steering.nodes.extension import NODES
-from comfyui_sae_steering.nodes.feature_scan_node import SAEFeatureScan
+from comfyui_sae_steering.nodes.scan.feature_scan_node import SAEFeatureScan
 from comfyui_sae_steering.sae import SparseAutoencoder
 from flux_capture import Capture, hooks_left
 from comfyui_sae_steering.harness.sae_factory import random_sae

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent, sample
-from comfyui_sae_steering.nodes.flux_sites import SITES, site_from_hook
-from comfyui_sae_steering.nodes.flux_steer_node import SAEFluxSteer
-from comfyui_sae_steering.nodes.feature_spec import edits_for, parse_features
+from comfyui_sae_steering.nodes.sites.flux_sites import SITES, site_from_hook
+from comfyui_sae_steering.nodes.steer.flux_steer_node import SAEFluxSteer
+from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from flux_capture import Capture, hooks_left
 from comfyui_sae_steering.harness.sae_factory import random_sae
 

@@ -9,10 +9,10 @@ from safetensors.torch import load_file
 
 from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample, tiny_conditioning
 from comfyui_sae_steering.nodes.extension import NODES
-from comfyui_sae_steering.nodes.site_choice import resolve_site
-from comfyui_sae_steering.nodes.harvest_node import SAEHarvestActivations
+from comfyui_sae_steering.nodes.sites.choice import resolve_site
+from comfyui_sae_steering.nodes.train.harvest_node import SAEHarvestActivations
 from comfyui_sae_steering.nodes.sae_loader import SAE_FOLDER, SAELoader
-from comfyui_sae_steering.nodes.train_node import SAETrain
+from comfyui_sae_steering.nodes.train.train_node import SAETrain
 from flux_capture import Capture
 from test_sae_loader import sae_dir  # noqa: F401  (fixture)
 

@@ -11,7 +11,7 @@ import torch
 import comfy.patcher_extension
 
 from comfyui_sae_steering.nodes.extension import NODES
-from comfyui_sae_steering.nodes.image_scan_node import SAEImageFeatureScan
+from comfyui_sae_steering.nodes.scan.image_scan_node import SAEImageFeatureScan
 from flux_capture import Capture
 
 PERCENT, SEED = 0.6, 7

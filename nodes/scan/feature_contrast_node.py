@@ -14,15 +14,15 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
-from ..sae.contrast import RANKINGS, contrast
-from ..sae.labels import labels_target_for, read_labels, write_labels
-from .comfy_types import SAEType
+from ...sae.contrast import RANKINGS, contrast
+from ...sae.labels import labels_target_for, read_labels, write_labels
+from ..comfy_types import SAEType
 from .contrast_plot import contrast_plot
 from .feature_measurements import sae_file
 from .feature_scan_node import record
-from .flux_steer_node import resolve_site, site_inputs
+from ..steer.flux_steer_node import resolve_site, site_inputs
 from .scan_recorder import ScanRecorder
-from .site_tap import TapSpec
+from ..sites.tap import TapSpec
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import torch
 
 import comfy.patcher_extension
 
-from ..sae.schedule import percent_at_sigma
+from ...sae.schedule import percent_at_sigma
 from .flux_sites import APPLY_TO_CHOICES, SITES, TOKEN_CHOICES, check_site
 
 STATE_KEY = "sae_steering_taps"  # namespaced keys in transformer_options for per-forward state

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .comfy_types import SAEType
-from .feature_spec import MODE_NAMES
+from ..comfy_types import SAEType
+from ..steer.feature_spec import MODE_NAMES
 
 # CLIP embeddings take large feature values: Gytis set feature 22420 to 40; 10-50 is the normal range
 DEFAULT_STRENGTH = 40.0

@@ -15,16 +15,16 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..sae.contrast import contrast
-from ..sae.labels import describe
-from .comfy_types import SAEScaleType, SAEType
-from .erase_patch import EraseCallback
-from .feature_contrast_node import conditioning_set, measure_sets
+from ...sae.contrast import contrast
+from ...sae.labels import describe
+from ..comfy_types import SAEScaleType, SAEType
+from .erase_callback import EraseCallback
+from ..scan.feature_contrast_node import conditioning_set, measure_sets
 from .feature_spec import parse_features
-from .flux_sites import APPLY_TO_CHOICES
+from ..sites.flux_sites import APPLY_TO_CHOICES
 from .flux_steer_node import resolve_site, site_inputs
-from .site_tap import TapSpec, attach_tap
-from .tap_sampling import run_sampling
+from ..sites.tap import TapSpec, attach_tap
+from ..sites.sampling import run_sampling
 
 PUSH_TO = ["−multiplier × feature mean", "zero"]
 THRESHOLDS = ["neutral mean", "value"]

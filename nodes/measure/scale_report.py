@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ..sae.strength_guide import ADD_FRACTION, SET_MULTIPLE, suggested_strengths, typical_active_value
+from ...sae.strength_guide import ADD_FRACTION, SET_MULTIPLE, suggested_strengths, typical_active_value
 
 
 def _g(v: float) -> str:

@@ -20,10 +20,10 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..sae.activation_shards import STORE_DTYPES, ShardWriter, prompts_digest
-from .flux_sites import SITE_NAMES, TOKEN_CHOICES, check_site
-from .site_tap import TapSpec, attach_tap
-from .tap_sampling import run_sampling
+from ...sae.activation_shards import STORE_DTYPES, ShardWriter, prompts_digest
+from ..sites.flux_sites import SITE_NAMES, TOKEN_CHOICES, check_site
+from ..sites.tap import TapSpec, attach_tap
+from ..sites.sampling import run_sampling
 
 HARVEST_FOLDER = "sae_activations"
 log = logging.getLogger(__name__)

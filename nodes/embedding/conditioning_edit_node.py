@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .embedding_edit import edit_embeddings
-from .embedding_edit_schema import edit_node_schema
-from .embedding_targets import CONDITIONING_TARGETS, conditioning_tensors, replace_in_conditioning
+from .edit import edit_embeddings
+from .edit_schema import edit_node_schema
+from .targets import CONDITIONING_TARGETS, conditioning_tensors, replace_in_conditioning
 
 
 class SAEConditioningEdit(io.ComfyNode):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..sae.running_stats import ActivationStats
-from ..sae.sae_stats import SAEStats
+from ...sae.running_stats import ActivationStats
+from ...sae.sae_stats import SAEStats
 
 
 def site_key(site: str, block: int) -> str:

@@ -5,14 +5,14 @@ import logging
 
 from comfy_api.latest import io
 
-from ..sae.labels import describe
-from ..sae.schedule import parse_schedule
-from .comfy_types import SAEScaleType, SAEType
+from ...sae.labels import describe
+from ...sae.schedule import parse_schedule
+from ..comfy_types import SAEScaleType, SAEType
 from .feature_spec import MODE_NAMES, Move, edits_for, parse_features
-from .flux_sites import APPLY_TO_CHOICES
-from .site_choice import STRENGTH_UNITS, in_units, resolve_site, site_inputs
-from .site_tap import TapSpec, attach_tap
-from .steer_patch import SteerCallback
+from ..sites.flux_sites import APPLY_TO_CHOICES
+from ..sites.choice import STRENGTH_UNITS, in_units, resolve_site, site_inputs
+from ..sites.tap import TapSpec, attach_tap
+from .steer_callback import SteerCallback
 
 log = logging.getLogger(__name__)
 CFG_SIGNED = "positive +, negative −"  # add on the positive pass, subtract the same edit on the negative one

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..sae.feature_stats import FeatureStats
-from .sae_callback import SAECallback
+from ...sae.feature_stats import FeatureStats
+from ..sites.sae_callback import SAECallback
 
 
 class ScanRecorder(SAECallback):

@@ -11,10 +11,10 @@ import json
 import torch
 from comfy_api.latest import io
 
-from ..sae.feature_stats import FeatureStats, rank_features
-from .comfy_types import SAEType
-from .feature_measurements import remember
-from .embedding_targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check_width, clip_vision_tensor,
+from ...sae.feature_stats import FeatureStats, rank_features
+from ..comfy_types import SAEType
+from ..scan.feature_measurements import remember
+from .targets import (CLIP_VISION_TARGETS, CONDITIONING_TARGETS, check_width, clip_vision_tensor,
                                 conditioning_tensors)
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ..sae.running_stats import ActivationStats
-from ..sae.sae_stats import SAEStats
-from .sae_callback import SAECallback
+from ...sae.running_stats import ActivationStats
+from ...sae.sae_stats import SAEStats
+from ..sites.sae_callback import SAECallback
 
 
 class ScaleRecorder(SAECallback):

@@ -14,18 +14,18 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
-from ..sae.running_stats import ActivationStats
-from ..sae.sae_stats import SAEStats
-from ..sae.strength_guide import median_decoder_norm
+from ...sae.running_stats import ActivationStats
+from ...sae.sae_stats import SAEStats
+from ...sae.strength_guide import median_decoder_norm
 from .activation_scale import ActivationScale, SiteScale, site_key
-from .comfy_types import SAEScaleType, SAEType
-from .flux_sites import flux_blocks, site_from_hook
-from .site_choice import AUTO_SITE, resolve_site, site_inputs
+from ..comfy_types import SAEScaleType, SAEType
+from ..sites.flux_sites import flux_blocks, site_from_hook
+from ..sites.choice import AUTO_SITE, resolve_site, site_inputs
 from .scale_plot import blocks_plot, site_plot
 from .scale_recorder import ScaleRecorder
 from .scale_report import format_report
-from .site_tap import TapSpec, attach_tap
-from .tap_sampling import run_sampling
+from ..sites.tap import TapSpec, attach_tap
+from ..sites.sampling import run_sampling
 
 ALL_BLOCKS = "all blocks"
 log = logging.getLogger(__name__)

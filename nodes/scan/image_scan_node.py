@@ -11,14 +11,14 @@ import logging
 
 from comfy_api.latest import io
 
-from ..sae.scan_result import scan_result
-from .comfy_types import SAEScanType, SAEType
+from ...sae.scan_result import scan_result
+from ..comfy_types import SAEScanType, SAEType
 from .feature_measurements import remember_stats
 from .feature_scan_node import checked, heatmaps_for
-from .flux_steer_node import resolve_site, site_inputs
+from ..steer.flux_steer_node import resolve_site, site_inputs
 from .scan_recorder import ScanRecorder
-from .site_tap import TapSpec, attach_tap
-from .tap_sampling import run_once_at
+from ..sites.tap import TapSpec, attach_tap
+from ..sites.sampling import run_once_at
 
 log = logging.getLogger(__name__)
 

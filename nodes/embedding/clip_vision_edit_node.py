@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .embedding_edit import edit_embeddings
-from .embedding_edit_schema import edit_node_schema
-from .embedding_targets import CLIP_VISION_TARGETS, clip_vision_tensor, replace_in_clip_vision
+from .edit import edit_embeddings
+from .edit_schema import edit_node_schema
+from .targets import CLIP_VISION_TARGETS, clip_vision_tensor, replace_in_clip_vision
 
 
 class SAEClipVisionEdit(io.ComfyNode):

@@ -16,8 +16,8 @@ import math
 import re
 from typing import NamedTuple
 
-from ..sae import Edit
-from ..sae.labels import feature_by_label
+from ...sae import Edit
+from ...sae.labels import feature_by_label
 
 # mode name shown in the UI -> (Edit op, only_active)
 MODES: dict[str, tuple[str, bool]] = {

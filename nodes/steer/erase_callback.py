@@ -6,8 +6,8 @@ import logging
 
 import torch
 
-from ..sae.erase import Removal, erase_deltas
-from .sae_callback import SAECallback
+from ...sae.erase import Removal, erase_deltas
+from ..sites.sae_callback import SAECallback
 
 log = logging.getLogger(__name__)
 

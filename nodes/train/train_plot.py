@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from .scale_plot import COLOURS, PANEL, _Chart, _to_image
+from ..measure.scale_plot import COLOURS, PANEL, _Chart, _to_image
 
 
 def loss_plot(history: list[tuple[int, float, float]], title: str):

@@ -19,8 +19,8 @@ import sys
 import folder_paths
 
 from .feature_measurements import measured
-from ..sae.labels import labels_file_for
-from .sae_loader import SAE_CACHE, SAE_FOLDER
+from ...sae.labels import labels_file_for
+from ..sae_loader import SAE_CACHE, SAE_FOLDER
 
 ROUTE = "/sae_steering/features"
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from ..sae import Edit
-from ..sae.edit_weight import weigh_edit
-from ..sae.region import as_mask_batch, token_weights, weights_for_rows
-from ..sae.schedule import Keyframes, schedule_value
-from .sae_callback import SAECallback
+from ...sae import Edit
+from ...sae.edit_weight import weigh_edit
+from ...sae.region import as_mask_batch, token_weights, weights_for_rows
+from ...sae.schedule import Keyframes, schedule_value
+from ..sites.sae_callback import SAECallback
 
 NEGATIVE = 1  # cond_or_uncond entry of the negative (unconditional) pass
 

@@ -15,15 +15,15 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
-from ..sae.labels import describe
-from ..sae.scan_result import scan_result
-from .comfy_types import SAEScanType, SAEType
-from .site_choice import resolve_site, site_inputs
+from ...sae.labels import describe
+from ...sae.scan_result import scan_result
+from ..comfy_types import SAEScanType, SAEType
+from ..sites.choice import resolve_site, site_inputs
 from .feature_measurements import remember_stats
 from .heatmap_draw import draw_heatmaps
 from .scan_recorder import ScanRecorder
-from .site_tap import TapSpec, attach_tap
-from .tap_sampling import run_sampling
+from ..sites.tap import TapSpec, attach_tap
+from ..sites.sampling import run_sampling
 
 VAE_SCALE = 8  # FLUX's VAE: one latent pixel = 8x8 image pixels
 

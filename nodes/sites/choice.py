@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .feature_spec import with_value
+from ..steer.feature_spec import with_value
 from .flux_sites import SITE_NAMES, TOKEN_CHOICES, site_from_hook
 
 AUTO_SITE = "auto"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from ..sae.contrast import Contrast
-from ..sae.labels import describe
-from .scale_plot import COLOURS, _fmt, _font, _to_image
+from ...sae.contrast import Contrast
+from ...sae.labels import describe
+from ..measure.scale_plot import COLOURS, _fmt, _font, _to_image
 
 WIDTH, ROW, TOP, NAME_WIDTH, VALUE_WIDTH = 720, 26, 44, 190, 250
 NEGATIVE = (170, 170, 170)  # a feature that fires more for the neutral set

@@ -15,10 +15,10 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..sae.train_shards import TrainSettings, train_on_shards
-from .comfy_types import SAEType
+from ...sae.train_shards import TrainSettings, train_on_shards
+from ..comfy_types import SAEType
 from .harvest_node import HARVEST_FOLDER, harvest_folder, plain_name
-from .sae_loader import SAE_FOLDER
+from ..sae_loader import SAE_FOLDER
 from .train_plot import loss_plot
 
 log = logging.getLogger(__name__)

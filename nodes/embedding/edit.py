@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from ..sae import Edit
-from ..sae.deltas import feature_deltas, plan_edits
-from .embedding_targets import check_width
-from .feature_spec import edits_for, parse_features
+from ...sae import Edit
+from ...sae.deltas import feature_deltas, plan_edits
+from .targets import check_width
+from ..steer.feature_spec import edits_for, parse_features
 
 
 def edit_embeddings(sae, parts: list[tuple[str, str, torch.Tensor]], features: str, strength: float, mode: str,

@@ -1,0 +1,1 @@
+"""Editing embeddings outside the model: SAE Edit Conditioning, SAE Edit CLIP Vision, Embedding Features."""

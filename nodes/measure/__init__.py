@@ -1,0 +1,1 @@
+"""Measure Activation Scale: recording a site, the statistics, the report and the plot."""

@@ -1,0 +1,1 @@
+"""Steering nodes and their callbacks: SAE Steer FLUX, SAE Erase Concept, the features/mode inputs."""
