@@ -10,8 +10,8 @@ import torch
 
 from ...sae import Edit
 from ...sae.deltas import feature_deltas, plan_edits
-from .targets import check_width
 from ..steer.feature_spec import edits_for, parse_features
+from .targets import check_width
 
 
 def edit_embeddings(sae, parts: list[tuple[str, str, torch.Tensor]], features: str, strength: float, mode: str,

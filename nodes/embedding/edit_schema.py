@@ -28,7 +28,6 @@ def _edit_inputs() -> list:
     ]
 
 
-
 def edit_node_schema(node_id: str, display_name: str, description: str, source: io.Input, targets: list[str],
                      target_tooltip: str, output: io.Output) -> io.Schema:
     """``source`` (the embedding container), ``sae``, ``target``, ``features``, ``strength``, ``mode``,

@@ -10,22 +10,21 @@ from __future__ import annotations
 import logging
 
 import comfy.sample
-import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
 from ...sae.running_stats import ActivationStats
 from ...sae.sae_stats import SAEStats
 from ...sae.strength_guide import median_decoder_norm
-from .activation_scale import ActivationScale, SiteScale, site_key
 from ..comfy_types import SAEScaleType, SAEType
-from ..sites.flux_sites import flux_blocks, site_from_hook
 from ..sites.choice import AUTO_SITE, resolve_site, site_inputs
+from ..sites.flux_sites import flux_blocks, site_from_hook
+from ..sites.sampling import run_sampling, sampling_inputs
+from ..sites.tap import TapSpec, attach_tap
+from .activation_scale import ActivationScale, SiteScale, site_key
 from .scale_plot import blocks_plot, site_plot
 from .scale_recorder import ScaleRecorder
 from .scale_report import format_report
-from ..sites.tap import TapSpec, attach_tap
-from ..sites.sampling import run_sampling
 
 ALL_BLOCKS = "all blocks"
 log = logging.getLogger(__name__)
@@ -88,11 +87,7 @@ class SAEActivationScale(io.ComfyNode):
                                       tooltip="Without it the negative pass (cfg > 1) sees the positive conditioning."),
                 io.Latent.Input("latent"),
                 *site_inputs(extra_sites=(ALL_BLOCKS,), with_tokens=False),
-                io.Int.Input("steps", default=4, min=1, max=10000, tooltip="A few steps are enough to measure."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                *sampling_inputs(4, "A few steps are enough to measure."),
                 SAEType.Input("sae", optional=True,
                               tooltip="Also measure this SAE at the site: FVU, cosine, per-feature firing."),
             ],

@@ -10,62 +10,18 @@ from __future__ import annotations
 
 import logging
 
-import comfy.samplers
-import comfy.utils
 from comfy_api.latest import io
 
 from ...sae.contrast import RANKINGS, contrast
-from ...sae.labels import labels_target_for, read_labels, write_labels
 from ..comfy_types import SAEType
-from .contrast_plot import contrast_plot
-from .feature_measurements import sae_file
-from .feature_scan_node import record
-from ..steer.flux_steer_node import resolve_site, site_inputs
-from .scan_recorder import ScanRecorder
+from ..sites.choice import resolve_site, site_inputs
+from ..sites.sampling import sampling_inputs
 from ..sites.tap import TapSpec
+from .contrast_plot import contrast_plot
+from .contrast_sets import conditioning_set, measure_sets, write_top_label
+
 
 log = logging.getLogger(__name__)
-
-
-def conditioning_set(name: str, conditioning, prompts: str, clip) -> list:
-    """The conditionings of one set: the connected CONDITIONING (if any) and one per non-empty line of
-    ``prompts`` (encoded by ``clip``). An empty set is refused, naming the inputs."""
-    lines = [line.strip() for line in (prompts or "").splitlines() if line.strip()]
-    if lines and clip is None:
-        raise ValueError(f"{name}_prompts: {len(lines)} prompt(s) given but no clip is connected to encode them")
-    found = [] if conditioning is None else [conditioning]
-    found += [clip.encode_from_tokens_scheduled(clip.tokenize(line)) for line in lines]
-    if not found:
-        raise ValueError(f"{name}: the set is empty; connect {name} or write {name}_prompts (one per line) with a clip")
-    return found
-
-
-def measure_sets(model, sae, spec: TapSpec, sets: list[list], latent: dict, steps: int, seed: int, cfg: float,
-                 sampler_name: str, scheduler: str) -> list[ScanRecorder]:
-    """One recorder per set, each filled by sampling every conditioning of the set (positive pass only)."""
-    runs = sum(len(s) for s in sets)
-    progress = comfy.utils.ProgressBar(steps * runs)
-    recorders, done = [], 0
-    for conditionings in sets:
-        recorder = ScanRecorder(sae)
-        for positive in conditionings:
-            record(model, sae, spec, positive, None, latent, steps, seed, cfg, sampler_name, scheduler, progress,
-                   done, recorder=recorder)
-            done += steps
-        recorders.append(recorder)
-    return recorders
-
-
-def write_top_label(sae, feature: int, label: str) -> str:
-    """Label ``feature`` in the labels file beside the SAE (kept entries stay); returns the file's path."""
-    path = sae_file(sae)
-    if path is None:
-        raise ValueError("write_label: this SAE was not loaded from a file, so there is no place for its labels file")
-    target = labels_target_for(path)
-    labels = read_labels(target, sae.d_sae) if target.is_file() else {}
-    labels[int(feature)] = label.strip()
-    write_labels(target, labels)
-    return str(target)
 
 
 class SAEFeatureContrast(io.ComfyNode):
@@ -82,11 +38,7 @@ class SAEFeatureContrast(io.ComfyNode):
                 SAEType.Input("sae"),
                 io.Latent.Input("latent"),
                 *site_inputs(),
-                io.Int.Input("steps", default=4, min=1, max=10000, tooltip="Steps sampled per prompt; every one is recorded."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                *sampling_inputs(4, "Steps sampled per prompt; every one is recorded."),
                 io.Int.Input("top_n", default=8, min=1, max=4096),
                 io.Combo.Input("rank_by", options=list(RANKINGS), default=RANKINGS[0],
                                tooltip="normalised: mean difference over the tokens' spread; frequency: how much more "

@@ -18,9 +18,9 @@ import sys
 
 import folder_paths
 
-from .feature_measurements import measured
 from ...sae.labels import labels_file_for
 from ..sae_loader import SAE_CACHE, SAE_FOLDER
+from .feature_measurements import measured
 
 ROUTE = "/sae_steering/features"
 

@@ -11,47 +11,19 @@ from __future__ import annotations
 
 import logging
 
-import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
-from ...sae.labels import describe
 from ...sae.scan_result import scan_result
 from ..comfy_types import SAEScanType, SAEType
 from ..sites.choice import resolve_site, site_inputs
+from ..sites.sampling import sampling_inputs
+from ..sites.tap import TapSpec
 from .feature_measurements import remember_stats
-from .heatmap_draw import draw_heatmaps
-from .scan_recorder import ScanRecorder
-from ..sites.tap import TapSpec, attach_tap
-from ..sites.sampling import run_sampling
+from .recording import VAE_SCALE, record, heatmaps_for
 
-VAE_SCALE = 8  # FLUX's VAE: one latent pixel = 8x8 image pixels
 
 log = logging.getLogger(__name__)
-
-
-def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, seed, cfg, sampler_name,
-           scheduler, progress: comfy.utils.ProgressBar, done: int, recorder: ScanRecorder | None = None) -> ScanRecorder:
-    """One real sampling with a recording tap on a clone; returns the filled recorder (``recorder``, to add
-    this sampling to what it already holds, or a new one)."""
-    recorder = ScanRecorder(sae) if recorder is None else recorder
-    patched, _ = attach_tap(model, spec, recorder, d_in=sae.d_in)
-    run_sampling(patched, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler, progress, done)
-    return checked(recorder, spec)
-
-
-def checked(recorder: ScanRecorder, spec: TapSpec) -> ScanRecorder:
-    """The recorder, once it holds something; a clear error when the site never ran."""
-    if recorder.stats is None or recorder.stats.tokens == 0:
-        raise ValueError(f"the scan recorded nothing at site {spec.site} block {spec.block} (tokens={spec.tokens}): "
-                         "the site never ran with a positive prompt")
-    return recorder
-
-
-def heatmaps_for(result, sae, size: tuple[int, int], backdrop=None):
-    """The top features' maps drawn at ``size`` (over ``backdrop``, an image [H, W, C]), named with labels."""
-    labels = [f"#{describe(f, sae.labels)}  peak {float(m.max()):.3g}" for f, m in zip(result.features, result.maps)]
-    return draw_heatmaps(result.maps, size, labels, backdrop)
 
 
 class SAEFeatureScan(io.ComfyNode):
@@ -70,12 +42,8 @@ class SAEFeatureScan(io.ComfyNode):
                                       tooltip="Only used at cfg > 1 (the positive serves when absent). Never recorded."),
                 io.Latent.Input("latent"),
                 *site_inputs(),
-                io.Int.Input("steps", default=8, min=1, max=10000,
-                             tooltip="Every step is recorded; a few steps are enough to find features."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                *sampling_inputs(8, "Every step is recorded; a few steps are enough to find features.",
+                                 control_after_generate=True),
                 io.Int.Input("top_n", default=16, min=1, max=4096),
                 io.Conditioning.Input("contrast", optional=True,
                                       tooltip="Rank by how much more features fire for positive than for this prompt "

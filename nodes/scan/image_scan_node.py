@@ -13,12 +13,12 @@ from comfy_api.latest import io
 
 from ...sae.scan_result import scan_result
 from ..comfy_types import SAEScanType, SAEType
-from .feature_measurements import remember_stats
-from .feature_scan_node import checked, heatmaps_for
-from ..steer.flux_steer_node import resolve_site, site_inputs
-from .scan_recorder import ScanRecorder
-from ..sites.tap import TapSpec, attach_tap
+from ..sites.choice import resolve_site, site_inputs
 from ..sites.sampling import run_once_at
+from ..sites.tap import TapSpec, attach_tap
+from .feature_measurements import remember_stats
+from .recording import checked, heatmaps_for
+from .scan_recorder import ScanRecorder
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,20 @@ import torch
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+from comfy_api.latest import io
+
+
+def sampling_inputs(steps: int = 4, steps_tooltip: str | None = None, max_steps: int = 10000,
+                    seed_tooltip: str | None = None, control_after_generate: bool = False) -> list:
+    """The steps/seed/cfg/sampler/scheduler inputs of every node that samples a few steps (``run_sampling``)."""
+    seed_options = {"control_after_generate": True} if control_after_generate else {}
+    return [
+        io.Int.Input("steps", default=steps, min=1, max=max_steps, tooltip=steps_tooltip),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip=seed_tooltip, **seed_options),
+        io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
+        io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
+        io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+    ]
 
 
 def run_sampling(model, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler,

@@ -18,13 +18,13 @@ from comfy_api.latest import io
 from ...sae.contrast import contrast
 from ...sae.labels import describe
 from ..comfy_types import SAEScaleType, SAEType
-from .erase_callback import EraseCallback
-from ..scan.feature_contrast_node import conditioning_set, measure_sets
-from .feature_spec import parse_features
+from ..scan.contrast_sets import conditioning_set, measure_sets
+from ..sites.choice import resolve_site, site_inputs
 from ..sites.flux_sites import APPLY_TO_CHOICES
-from .flux_steer_node import resolve_site, site_inputs
-from ..sites.tap import TapSpec, attach_tap
 from ..sites.sampling import run_sampling
+from ..sites.tap import TapSpec, attach_tap
+from .erase_callback import EraseCallback
+from .feature_spec import parse_features
 
 PUSH_TO = ["−multiplier × feature mean", "zero"]
 THRESHOLDS = ["neutral mean", "value"]

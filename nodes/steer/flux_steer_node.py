@@ -8,10 +8,10 @@ from comfy_api.latest import io
 from ...sae.labels import describe
 from ...sae.schedule import parse_schedule
 from ..comfy_types import SAEScaleType, SAEType
-from .feature_spec import MODE_NAMES, Move, edits_for, parse_features
-from ..sites.flux_sites import APPLY_TO_CHOICES
 from ..sites.choice import STRENGTH_UNITS, in_units, resolve_site, site_inputs
+from ..sites.flux_sites import APPLY_TO_CHOICES
 from ..sites.tap import TapSpec, attach_tap
+from .feature_spec import MODE_NAMES, Move, edits_for, parse_features
 from .steer_callback import SteerCallback
 
 log = logging.getLogger(__name__)

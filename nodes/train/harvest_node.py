@@ -11,35 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 
 import torch
 
 import comfy.samplers
 import comfy.utils
-import folder_paths
 from comfy_api.latest import io
 
 from ...sae.activation_shards import STORE_DTYPES, ShardWriter, prompts_digest
 from ..sites.flux_sites import SITE_NAMES, TOKEN_CHOICES, check_site
+from ..sites.sampling import run_sampling, sampling_inputs
 from ..sites.tap import TapSpec, attach_tap
-from ..sites.sampling import run_sampling
+from .harvest_folder import harvest_folder
 
-HARVEST_FOLDER = "sae_activations"
+
 log = logging.getLogger(__name__)
-
-
-def plain_name(name: str, what: str) -> str:
-    """A file or folder name that stays inside its folder (no separators, not hidden, not empty)."""
-    name = name.strip()
-    if not name or name.startswith(".") or any(sep in name for sep in ("/", "\\")):
-        raise ValueError(f"{what} {name!r} must be a plain name (no path separators)")
-    return name
-
-
-def harvest_folder(name: str) -> str:
-    """``output/sae_activations/<name>``."""
-    return os.path.join(folder_paths.get_output_directory(), HARVEST_FOLDER, plain_name(name, "harvest name"))
 
 
 class _Recorder:
@@ -142,11 +128,7 @@ class SAEHarvestActivations(io.ComfyNode):
                                       tooltip="Prompts already encoded: each entry of the list is one prompt."),
                 io.Int.Input("width", default=512, min=16, max=4096, step=16),
                 io.Int.Input("height", default=512, min=16, max=4096, step=16),
-                io.Int.Input("steps", default=4, min=1, max=1000),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Prompt i uses seed + i."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                *sampling_inputs(4, max_steps=1000, seed_tooltip="Prompt i uses seed + i."),
                 io.Combo.Input("dtype", options=["fp16", "bf16"], default="bf16",
                                tooltip="Stored precision (bf16 keeps FLUX's large outliers)."),
                 io.Int.Input("prompts_per_shard", default=16, min=1, max=100000,

@@ -17,8 +17,8 @@ from comfy_api.latest import io
 
 from ...sae.train_shards import TrainSettings, train_on_shards
 from ..comfy_types import SAEType
-from .harvest_node import HARVEST_FOLDER, harvest_folder, plain_name
 from ..sae_loader import SAE_FOLDER
+from .harvest_folder import HARVEST_FOLDER, plain_name, harvest_folder
 from .train_plot import loss_plot
 
 log = logging.getLogger(__name__)
