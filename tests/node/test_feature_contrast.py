@@ -66,7 +66,7 @@ def test_ranking_equals_the_hand_computed_statistics(tiny_flux, sae, rank_by):
     assert single == expected_single
     assert chart.shape[0] == 1 and chart.shape[-1] == 3 and report.startswith(f"features by {rank_by}")
     # both conditionings of set A pooled
-    from comfyui_sae_steering.nodes.scan.feature_contrast_node import measure_sets
+    from comfyui_sae_steering.nodes.scan.contrast_sets import measure_sets
     from comfyui_sae_steering.nodes.sites.tap import TapSpec
     from comfyui_sae_steering.sae.contrast import contrast
     rec_a, rec_b = measure_sets(tiny_flux, sae, TapSpec("double.img.out", 0, apply_to="positive"), [a, b], LATENT,
