@@ -182,3 +182,20 @@ def test_auto_site_of_an_sdxl_unbox_flux_folder(tiny_flux, tiny_cond, tmp_path):
     a = sample(auto, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2)
     assert torch.equal(a, sample(explicit, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
     assert not torch.equal(a, sample(tiny_flux, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
+
+
+def test_feature_mean_unit_from_the_sae_means_without_a_scale(tiny_flux, tiny_cond):
+    """strength_unit '× feature mean' reads an sdxl-unbox SAE's mean.pt when no scale is connected."""
+    sae = random_sae(d_in=64, d_sae=256, k=8, seed=3)
+    sae.feature_means = torch.rand(256, generator=torch.Generator().manual_seed(0)) + 0.5
+    positive, negative = tiny_cond
+    common = dict(site="double.img.update", block=1, mode="add")
+    in_means = steer(tiny_flux, sae, features="7:2.0, 9:-1.0", strength_unit="× feature mean", **common)
+    absolute = steer(tiny_flux, sae, features=f"7:{2.0 * float(sae.feature_means[7])}, "
+                                               f"9:{-1.0 * float(sae.feature_means[9])}", **common)
+    a = sample(in_means, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2)
+    assert torch.equal(a, sample(absolute, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
+    assert not torch.equal(a, sample(tiny_flux, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=2))
+    sae.feature_means = None
+    with pytest.raises(ValueError, match="needs the scale input"):
+        steer(tiny_flux, sae, features="7:2.0", strength_unit="× feature mean", **common)
