@@ -2,6 +2,8 @@
 a small ``unet_config`` of the shape ``comfy/model_detection.py`` produces), random weights, on the CPU."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Two levels, one res block each, spatial transformers at both levels and in the middle.
@@ -28,8 +30,14 @@ def build_tiny_unet(family: str = "SDXL", seed: int = 0, dtype: torch.dtype = to
     model = model_config.get_model({}, device=torch.device("cpu"))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for param in model.diffusion_model.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator).to(param.dtype) * 0.05)
+        for name, param in model.diffusion_model.named_parameters():
+            if param.ndim >= 2:  # fan-in scaling keeps every block's activations O(1)
+                std = 1.0 / math.sqrt(math.prod(param.shape[1:]))
+                param.copy_((torch.randn(param.shape, generator=generator) * std).to(param.dtype))
+            elif name.endswith("weight"):
+                param.fill_(1.0)  # GroupNorm / LayerNorm gains
+            else:
+                param.copy_((torch.randn(param.shape, generator=generator) * 0.02).to(param.dtype))
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
                                             offload_device=torch.device("cpu"))
