@@ -50,24 +50,37 @@ def test_table_matches_comfyui_key_map(unet):
                            "up_blocks.1.attentions.1"]
 
 
-def test_sdxl_table_names_sdxl_unbox_blocks():
-    """The real SDXL layout (ComfyUI's detection config) on the meta device: sdxl-unbox's four blocks."""
+FULL_SIZE = {  # ComfyUI v0.8.0 model detection's configs (comfy/model_detection.py)
+    "SDXL": dict(num_classes="sequential", adm_in_channels=2816, num_res_blocks=[2, 2, 2],
+                 transformer_depth=[0, 0, 2, 2, 10, 10], channel_mult=[1, 2, 4], transformer_depth_middle=10,
+                 use_linear_in_transformer=True, context_dim=2048, num_head_channels=64,
+                 transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10]),
+    "SD15": dict(adm_in_channels=None, num_res_blocks=[2, 2, 2, 2], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+                 channel_mult=[1, 2, 4, 4], transformer_depth_middle=1, use_linear_in_transformer=False,
+                 context_dim=768, num_heads=8, transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]),
+}
+PUBLIC_SAE_SITES = {  # sdxl-unbox (SDXL-Turbo) and SAeUron (SD1.5) blocks, with their widths
+    "SDXL": {"down_blocks.2.attentions.1": ("input_blocks.8.1", 1280), "mid_block.attentions.0": ("middle_block.1", 1280),
+             "up_blocks.0.attentions.0": ("output_blocks.0.1", 1280), "up_blocks.0.attentions.1": ("output_blocks.1.1", 1280)},
+    "SD15": {"up_blocks.1.attentions.1": ("output_blocks.4.1", 1280), "up_blocks.1.attentions.2": ("output_blocks.5.1", 1280)},
+}
+
+
+@pytest.mark.parametrize("family", ["SDXL", "SD15"])
+def test_full_size_tables_name_the_public_sae_blocks(family):
+    """The real layouts on the meta device (no weights): the blocks public SAEs were trained on."""
     import comfy.supported_models
     config = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
-                  num_classes="sequential", adm_in_channels=2816, in_channels=4, model_channels=320,
-                  num_res_blocks=[2, 2, 2], transformer_depth=[0, 0, 2, 2, 10, 10], channel_mult=[1, 2, 4],
-                  transformer_depth_middle=10, use_linear_in_transformer=True, context_dim=2048,
-                  num_head_channels=64, transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10],
-                  use_temporal_attention=False, use_temporal_resblock=False, dtype=torch.float32)
-    model_config = comfy.supported_models.SDXL(config)
+                  in_channels=4, model_channels=320, use_temporal_attention=False, use_temporal_resblock=False,
+                  dtype=torch.float32, **FULL_SIZE[family])
+    model_config = getattr(comfy.supported_models, family)(config)
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, device=torch.device("meta"))
     sites = unet_sites(model.diffusion_model)
     assert sites == diffusers_map(model_config.unet_config)
-    for name, path in (("down_blocks.2.attentions.1", "input_blocks.8.1"), ("mid_block.attentions.0", "middle_block.1"),
-                       ("up_blocks.0.attentions.0", "output_blocks.0.1"), ("up_blocks.0.attentions.1", "output_blocks.1.1")):
+    for name, (path, width) in PUBLIC_SAE_SITES[family].items():
         assert sites[name] == path
-    assert model.diffusion_model.get_submodule("input_blocks.8.1").in_channels == 1280
+        assert model.diffusion_model.get_submodule(path).in_channels == width
 
 
 @contextlib.contextmanager
