@@ -20,6 +20,7 @@ from .spec import SAESpec, config_int, expect_shape
 NAME = "sdxl-unbox"
 WEIGHTS_FILE = "state_dict.pth"
 MEANS_FILE = "mean.pt"
+STATS_FILES = (MEANS_FILE, "std.pt")  # per-feature statistics beside the weights, not SAEs
 SIGNATURE = frozenset({"encoder.weight", "decoder.weight", "pre_bias", "latent_bias"})
 DESCRIPTION = ("sdxl-unbox: config.json {n_dirs_local, d_model, k} + state_dict.pth (encoder.weight, "
                "decoder.weight [d, n], pre_bias, latent_bias) + optional mean.pt")
