@@ -199,3 +199,15 @@ def test_feature_mean_unit_from_the_sae_means_without_a_scale(tiny_flux, tiny_co
     sae.feature_means = None
     with pytest.raises(ValueError, match="needs the scale input"):
         steer(tiny_flux, sae, features="7:2.0", strength_unit="× feature mean", **common)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_update_sites_stay_finite_and_steer(tiny_cond, sae, dtype):
+    from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux
+    positive, negative = tiny_cond
+    model = build_tiny_flux(seed=0, dtype=dtype)
+    plain = sample(model, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=1)
+    for site in ("double.img.update", "single.update"):
+        out = sample(steer(model, sae, site=site, features="0:5.0, 1:-5.0", mode="add"), positive, negative,
+                     latent=LATENT, steps=2, cfg=2.0, seed=1)
+        assert torch.isfinite(out).all() and not torch.equal(out, plain)
