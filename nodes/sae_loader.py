@@ -10,6 +10,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..sae import load_sae
+from ..sae.formats import unbox
 from ..sae.formats.configs import CONFIG_NAMES
 from ..sae.formats.sources import WEIGHT_SUFFIXES
 from ..sae.labels import FOLDER_LABELS, LABELS_SUFFIX
@@ -41,7 +42,7 @@ def file_signature(path: str) -> tuple:
     stem = os.path.splitext(path)[0]
     folder = os.path.dirname(path)
     candidates = [path, stem + ".json", stem + LABELS_SUFFIX, os.path.join(folder, FOLDER_LABELS)] + \
-        [os.path.join(folder, n) for n in CONFIG_NAMES]
+        [os.path.join(folder, n) for n in CONFIG_NAMES + (unbox.MEANS_FILE,)]
     signature = []
     for candidate in candidates:
         try:
@@ -85,6 +86,13 @@ def resolve_sae_path(sae_name: str) -> str:
     return path
 
 
+def sae_choices() -> list[str]:
+    """The weights files in models/sae, less sdxl-unbox's statistics files beside a ``state_dict.pth``."""
+    names = folder_paths.get_filename_list(SAE_FOLDER)
+    unbox_folders = {os.path.dirname(n) for n in names if os.path.basename(n) == unbox.WEIGHTS_FILE}
+    return [n for n in names if not (os.path.basename(n) in unbox.STATS_FILES and os.path.dirname(n) in unbox_folders)]
+
+
 class SAELoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -93,9 +101,9 @@ class SAELoader(io.ComfyNode):
             display_name="Load SAE",
             category="sae_steering",
             description="Load a sparse autoencoder from ComfyUI/models/sae: finebooru/Krea, EleutherAI sparsify, "
-                        "SAELens, OpenAI, Gytis's CLIP SAE or this pack's single-file format.",
+                        "SAELens, OpenAI, sdxl-unbox, Gytis's CLIP SAE or this pack's single-file format.",
             inputs=[
-                io.Combo.Input("sae_name", options=folder_paths.get_filename_list(SAE_FOLDER),
+                io.Combo.Input("sae_name", options=sae_choices(),
                                tooltip="A weights file in models/sae; folder layouts are listed by their weights file."),
                 io.Combo.Input("dtype", options=list(DTYPES), default="auto",
                                tooltip="auto keeps the file's dtype; the maths runs in fp32 either way."),

@@ -77,6 +77,7 @@ class SparseAutoencoder:
         self._arch, self._k = arch, k
         self._hook, self._source = hook, source
         self.labels: dict[int, str] = {}  # feature index -> name, from a labels file beside the SAE (sae/labels.py)
+        self.feature_means = None  # [d_sae] float32 mean activation per feature, where a release ships it (sdxl-unbox)
         self._chunk_tokens = None
         self._add_cache = None  # (edits, the W_dec it was made from, plain-add vector [1, d_in])
 

@@ -31,6 +31,7 @@ def load_sae(path, device="cpu", dtype=None, k=None) -> SparseAutoencoder:
                                 source=f"{spec.format}:{path}", **config)
     except ValueError as err:
         raise ValueError(f"{path} ({spec.format} layout): {err}") from None
+    sae.feature_means = spec.feature_means
     labels_path = labels_file_for(path)
     if labels_path is not None:
         sae.labels = read_labels(labels_path, sae.d_sae)

@@ -86,5 +86,13 @@ class Capture:
         return model
 
 
+def popular_features(sae, activations, n=3):
+    """Features that fire on some but not all tokens of these activations: edits that matter."""
+    z = sae.encode(activations.reshape(-1, activations.shape[-1]).float())
+    freq = (z > 0).float().mean(0)
+    order = torch.argsort((freq - 0.3).abs())
+    return [int(f) for f in order[:n] if 0 < freq[f] < 1]
+
+
 def hooks_left(diffusion_model) -> list[str]:
     return [name for name, m in diffusion_model.named_modules() if m._forward_hooks or m._forward_pre_hooks]

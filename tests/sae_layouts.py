@@ -182,6 +182,26 @@ def gytis(tmp: Path, seed=4) -> Layout:
                   lambda z, x: z @ dec_w.T + dec_bias, "relu", None)
 
 
+def unbox(tmp: Path, seed=6, k=K, block="unet.mid_block.attentions.0", with_means=True) -> Layout:
+    """sdxl-unbox: a run folder named after the block, the SAE in its final/ (as the release ships it)."""
+    g = _g(seed)
+    pre_bias, enc_w = _rand(g, D_IN, scale=0.5), _rand(g, D_SAE, D_IN, scale=0.3)
+    latent_bias, dec_w = _rand(g, D_SAE, scale=0.1), _rand(g, D_IN, D_SAE, scale=0.3)
+    folder = tmp / f"{block}_k{k}_hidden{D_SAE}_auxk256_bs4096_lr0.0001" / "final"
+    folder.mkdir(parents=True)
+    state = {"encoder.weight": enc_w, "decoder.weight": dec_w, "pre_bias": pre_bias, "latent_bias": latent_bias,
+             "stats_last_nonzero": torch.zeros(D_SAE, dtype=torch.long)}
+    torch.save({"state_dict": state}, folder / "state_dict.pth")
+    (folder / "config.json").write_text(json.dumps({"n_dirs_local": D_SAE, "d_model": D_IN, "k": k, "auxk": 256,
+                                                    "dead_steps_threshold": 2441}))
+    if with_means:
+        torch.save(torch.rand(D_SAE, generator=g) + 0.5, folder / "mean.pt")
+        torch.save(torch.rand(D_SAE, generator=g), folder / "std.pt")
+    return Layout("sdxl-unbox", folder.parent,
+                  lambda x: relu_topk((x - pre_bias) @ enc_w.T + latent_bias, k),
+                  lambda z, x: z @ dec_w.T + pre_bias, "topk", k, hook=block + ".update")
+
+
 ALL = {
     "finebooru": finebooru,
     "sparsify": sparsify,
@@ -195,6 +215,7 @@ ALL = {
     "openai-relu": lambda tmp: openai(tmp, "ReLU"),
     "openai-tied": lambda tmp: openai(tmp, "TopK", tied=True),
     "gytis": gytis,
+    "sdxl-unbox": unbox,
 }
 
 

@@ -33,6 +33,9 @@ def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, blo
     if mode == "scale":
         raise ValueError(f"mode 'scale' multiplies features: its strength is a factor, use strength_unit 'absolute' "
                          f"(got {unit!r})")
+    if scale is None and unit == "× feature mean" and getattr(sae, "feature_means", None) is not None:
+        means = sae.feature_means  # shipped with the SAE (sdxl-unbox mean.pt): no measuring needed
+        return [with_value(e, e[1] * float(means[e[0]])) for e in features]
     if scale is None:
         raise ValueError(f"strength_unit {unit!r} needs the scale input: connect Measure Activation Scale's "
                          f"scale measured at {site}[{block}]")

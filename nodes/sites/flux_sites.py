@@ -12,10 +12,19 @@ Names follow the diffusers hook points public FLUX SAEs were trained on:
 | double.txt.mlp    | output of ``double_blocks[N].txt_mlp``                  | ``transformer_blocks.N.ff_context``    |
 | single.out        | ``cat(txt, img)`` returned by ``single_blocks[N]``      | ``single_transformer_blocks.N``        |
 | single.attn       | first ``hidden`` channels of ``single_blocks[N].linear2``'s input | ``single_transformer_blocks.N.attn`` |
+| double.img.update | image stream out − in of ``double_blocks[N]``           | ``transformer_blocks.N.update``        |
+| double.txt.update | text stream out − in of ``double_blocks[N]``            | ``transformer_blocks.N.update_context``|
+| single.update     | ``cat(txt, img)`` out − in of ``single_blocks[N]``      | ``single_transformer_blocks.N.update`` |
+
+Update sites (sdxl-unbox's convention) read a block's residual update, output − input; what the SAE edit
+changes in the update is added to the block's output. ``.update`` is the hook-name marker (no diffusers
+module has that name).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .model_families import SITE_FAMILIES, model_family, unsupported_family
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class Site:
     hook: str              # "block": block output via patches_replace; "module": forward hook; "pre": pre-hook
     module: str | None     # attribute path inside the block for hooked sites
     diffusers: str         # the diffusers module the same tensor comes from
+    reads: str = "out"     # "out": the tensor itself; "update": block output − block input (block sites)
 
 
 SITES: dict[str, Site] = {s.name: s for s in (
@@ -37,6 +47,9 @@ SITES: dict[str, Site] = {s.name: s for s in (
     Site("double.txt.mlp", "double", "txt", "module", "txt_mlp", "transformer_blocks.{N}.ff_context"),
     Site("single.out", "single", "joint", "block", None, "single_transformer_blocks.{N}"),
     Site("single.attn", "single", "joint", "pre", "linear2", "single_transformer_blocks.{N}.attn"),
+    Site("double.img.update", "double", "img", "block", None, "transformer_blocks.{N}.update", "update"),
+    Site("double.txt.update", "double", "txt", "block", None, "transformer_blocks.{N}.update_context", "update"),
+    Site("single.update", "single", "joint", "block", None, "single_transformer_blocks.{N}.update", "update"),
 )}
 SITE_NAMES = list(SITES)
 TOKEN_CHOICES = ["image", "text", "all"]
@@ -44,6 +57,9 @@ APPLY_TO_CHOICES = ["positive", "negative", "both"]
 
 # diffusers / hook-name spellings found in SAE metadata -> our site names
 _HOOK_PATTERNS = (
+    ("single_transformer_blocks.", ".update", "single.update"),
+    ("transformer_blocks.", ".update_context", "double.txt.update"),
+    ("transformer_blocks.", ".update", "double.img.update"),
     ("single_transformer_blocks.", ".attn", "single.attn"),
     ("single_transformer_blocks.", "", "single.out"),
     ("transformer_blocks.", ".attn", "double.img.attn"),
@@ -79,9 +95,10 @@ def site_from_hook(hook: str | None) -> tuple[str, int] | None:
 def flux_blocks(model):
     """The FLUX diffusion model behind a ModelPatcher; a clear error for anything else."""
     diffusion_model = model.get_model_object("diffusion_model")
-    if not (hasattr(diffusion_model, "double_blocks") and hasattr(diffusion_model, "single_blocks")):
-        raise ValueError(f"this node needs a FLUX model (double_blocks + single_blocks); got "
-                         f"{type(diffusion_model).__name__}")
+    family = model_family(model)  # a known non-FLUX.1 family is refused even where it has FLUX's block lists
+    if (family is not None and family not in SITE_FAMILIES) or not (
+            hasattr(diffusion_model, "double_blocks") and hasattr(diffusion_model, "single_blocks")):
+        raise unsupported_family(model)
     return diffusion_model
 
 

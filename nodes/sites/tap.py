@@ -27,6 +27,7 @@ import comfy.patcher_extension
 
 from ...sae.schedule import percent_at_sigma
 from .flux_sites import APPLY_TO_CHOICES, SITES, TOKEN_CHOICES, check_site
+from .update_site import update_block_patch
 
 STATE_KEY = "sae_steering_taps"  # namespaced keys in transformer_options for per-forward state
 WINDOW_KEY = "sae_steering_windows"
@@ -240,6 +241,8 @@ class SiteTap:
 
     # -- patches_replace["dit"] entry for block-output sites -----------------------------------
     def block_patch(self, args, extra):
+        if self.site.reads == "update":
+            return update_block_patch(self, args, extra, STATE_KEY)
         out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
         state = args["transformer_options"].get(STATE_KEY, {}).get(self.uid)
         if state is None or state.event is None:

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import finebooru, gytis, openai, pack, saelens, sparsify
+from . import finebooru, gytis, openai, pack, saelens, sparsify, unbox
 from .configs import sidecar_config
 from .sources import WEIGHT_SUFFIXES, open_weights
 from .spec import SAESpec
 
 # Tried in this order; the pack's file is recognised by its metadata, the others by their tensor names.
-READERS = (pack, finebooru, sparsify, saelens, openai, gytis)
+READERS = (pack, finebooru, sparsify, saelens, unbox, openai, gytis)
 # Folder layouts: the weights file name each library writes.
-FOLDER_WEIGHTS = (sparsify.WEIGHTS_FILE, saelens.WEIGHTS_FILE, finebooru.WEIGHTS_FILE)
+FOLDER_WEIGHTS = (sparsify.WEIGHTS_FILE, saelens.WEIGHTS_FILE, finebooru.WEIGHTS_FILE, unbox.WEIGHTS_FILE)
 
 
 def known_layouts() -> str:
@@ -39,6 +39,8 @@ def find_weights(path: Path) -> Path:
     for name in FOLDER_WEIGHTS:
         if (path / name).is_file():
             return path / name
+    if (path / "final" / unbox.WEIGHTS_FILE).is_file():  # an sdxl-unbox run folder keeps its SAE in final/
+        return path / "final" / unbox.WEIGHTS_FILE
     candidates = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
     if len(candidates) == 1:
         return candidates[0]

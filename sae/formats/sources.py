@@ -104,6 +104,18 @@ def _st_tensor(path, name, info, buffer, data_start, size):
 
 def read_torch(path: Path) -> TensorSource:
     """A ``.pt``/``.pth`` state dict, through ``torch.load(weights_only=True)`` and nothing else."""
+    obj = load_torch(path)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: holds a {type(obj).__name__}, not a state dict of named tensors")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    extras = {str(k): v for k, v in obj.items() if not isinstance(v, torch.Tensor)}
+    return TensorSource(path, tensors, extras=extras)
+
+
+def load_torch(path: Path):
+    """Whatever a ``.pt`` holds (tensors, numbers, strings, dicts), through ``torch.load(weights_only=True)``."""
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -114,10 +126,4 @@ def read_torch(path: Path) -> TensorSource:
     except Exception as err:  # torch raises many types for corrupt or unsafe pickles
         raise ValueError(f"{path}: cannot be read as a weights-only torch state dict "
                          f"(corrupt, truncated, or it pickles Python objects): {err}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: holds a {type(obj).__name__}, not a state dict of named tensors")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    extras = {str(k): v for k, v in obj.items() if not isinstance(v, torch.Tensor)}
-    return TensorSource(path, tensors, extras=extras)
+    return obj

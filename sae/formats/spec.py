@@ -10,12 +10,14 @@ import torch
 @dataclass
 class SAESpec:
     """``tensors``: W_enc [d_sae, d_in], b_enc, W_dec [d_sae, d_in], b_dec, optional b_pre and threshold.
-    ``config``: arch, k, normalize, hook (the keyword arguments of ``SparseAutoencoder``)."""
+    ``config``: arch, k, normalize, hook (the keyword arguments of ``SparseAutoencoder``).
+    ``feature_means``: [d_sae] mean activation per feature, where the release ships them (sdxl-unbox)."""
 
     format: str
     path: Path
     tensors: dict[str, torch.Tensor]
     config: dict = field(default_factory=dict)
+    feature_means: torch.Tensor | None = None
 
 
 def expect_shape(path: Path, name: str, tensor: torch.Tensor, shape: tuple, what: str = "") -> None:

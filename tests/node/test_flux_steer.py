@@ -8,7 +8,7 @@ from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux, empty_latent
 from comfyui_sae_steering.nodes.sites.flux_sites import SITES, site_from_hook
 from comfyui_sae_steering.nodes.steer.flux_steer_node import SAEFluxSteer
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
-from flux_capture import Capture, hooks_left
+from flux_capture import Capture, hooks_left, popular_features
 from comfyui_sae_steering.harness.sae_factory import random_sae
 
 LATENT = empty_latent(64, 64)  # 8x8 latent -> 16 image tokens; tiny_cond has 8 text tokens
@@ -25,14 +25,6 @@ def steer(model, sae, **overrides):
 @pytest.fixture(scope="module")
 def sae():
     return random_sae(d_in=64, d_sae=256, k=8, seed=3, dead=(DEAD,))
-
-
-def popular_features(sae, activations, n=3):
-    """Features that fire on some but not all tokens of these activations: edits that matter."""
-    z = sae.encode(activations.reshape(-1, activations.shape[-1]).float())
-    freq = (z > 0).float().mean(0)
-    order = torch.argsort((freq - 0.3).abs())
-    return [int(f) for f in order[:n] if 0 < freq[f] < 1]
 
 
 def run_captured(model, site, block, positive, negative, steps=1, cfg=2.0, patched=None):

@@ -8,7 +8,7 @@ import torch
 
 import folder_paths
 
-from comfyui_sae_steering.nodes.sae_loader import SAE_EXTENSIONS, SAE_FOLDER, SAELoader
+from comfyui_sae_steering.nodes.sae_loader import SAE_EXTENSIONS, SAE_FOLDER, SAELoader, sae_choices
 from comfyui_sae_steering.sae.convert import convert
 from sae_layouts import ALL, activations
 
@@ -28,7 +28,7 @@ def load(name, dtype="auto"):
 
 def listed_name(sae_dir, layout_path):
     """The name the combo shows: the file itself, or the weights file of a folder layout."""
-    names = folder_paths.get_filename_list(SAE_FOLDER)
+    names = sae_choices()
     rel = os.path.relpath(layout_path, sae_dir).replace(os.sep, "/")
     matches = [n for n in names if n.replace(os.sep, "/") == rel or n.replace(os.sep, "/").startswith(rel + "/")]
     assert len(matches) == 1, (rel, names)

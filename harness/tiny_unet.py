@@ -1,0 +1,43 @@
+"""Tiny SD1.5 / SDXL UNets built the way ComfyUI builds them (``comfy.supported_models.SD15`` / ``SDXL`` with
+a small ``unet_config`` of the shape ``comfy/model_detection.py`` produces), random weights, on the CPU."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Two levels, one res block each, spatial transformers at both levels and in the middle.
+_TINY_UNET = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
+                  in_channels=4, model_channels=32, num_res_blocks=[1, 1], channel_mult=[1, 2],
+                  transformer_depth=[1, 1], transformer_depth_middle=1, transformer_depth_output=[1, 1, 1, 1],
+                  use_temporal_attention=False, use_temporal_resblock=False)
+TINY_UNET_CONFIGS = {
+    "SD15": dict(_TINY_UNET, adm_in_channels=None, use_linear_in_transformer=False, context_dim=32),
+    "SDXL": dict(_TINY_UNET, num_classes="sequential", adm_in_channels=2816, use_linear_in_transformer=True,
+                 context_dim=32),
+}
+
+
+def build_tiny_unet(family: str = "SDXL", seed: int = 0, dtype: torch.dtype = torch.float32):
+    """A ``ModelPatcher`` around a tiny UNet of ``family`` ("SD15" or "SDXL"), weights drawn from ``seed``."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    model_config = getattr(comfy.supported_models, family)(dict(TINY_UNET_CONFIGS[family], dtype=dtype))
+    model_config.unet_config["num_head_channels"] = 16  # both families: heads of 16 channels
+    model_config.unet_config["num_heads"] = -1
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, device=torch.device("cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.diffusion_model.named_parameters():
+            if param.ndim >= 2:  # fan-in scaling keeps every block's activations O(1)
+                std = 1.0 / math.sqrt(math.prod(param.shape[1:]))
+                param.copy_((torch.randn(param.shape, generator=generator) * std).to(param.dtype))
+            elif name.endswith("weight"):
+                param.fill_(1.0)  # GroupNorm / LayerNorm gains
+            else:
+                param.copy_((torch.randn(param.shape, generator=generator) * 0.02).to(param.dtype))
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))

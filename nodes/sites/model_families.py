@@ -1,0 +1,80 @@
+"""Which model family a ComfyUI MODEL is, named from its ``model_config`` (``comfy/supported_models.py``).
+
+The family decides which site table applies. Names are looked up along the config class's MRO, so
+ComfyUI's subclasses (FluxSchnell, SSD1B, WAN22_Camera, ...) land in their family; FLUX.1 Kontext and
+Krea are FLUX.1 checkpoints (the same ``Flux`` config). Where no config is known (a model built some
+other way), the diffusion model's class name is reported instead.
+"""
+from __future__ import annotations
+
+# supported_models class name -> family (v0.8.0); checked along the MRO, first match wins
+_CONFIG_FAMILIES = {
+    "Flux2": "FLUX.2",
+    "ChromaRadiance": "Chroma Radiance",
+    "Chroma": "Chroma",
+    "Flux": "FLUX.1",
+    "SD3": "SD3/3.5",
+    "QwenImage": "Qwen-Image",
+    "ZImage": "Z-Image",
+    "Lumina2": "Lumina2",
+    "WAN22_T2V": "Wan 2.2",
+    "WAN22_Camera": "Wan 2.2",
+    "WAN22_S2V": "Wan 2.2",
+    "WAN22_Animate": "Wan 2.2",
+    "WAN21_T2V": "Wan 2.1",
+    "SDXLRefiner": "SDXL Refiner",
+    "SDXL": "SDXL",
+    "SD15": "SD1.5",
+    "SD20": "SD2.x",
+    "SVD_img2vid": "Stable Video Diffusion",
+    "Stable_Cascade_C": "Stable Cascade",
+    "AuraFlow": "AuraFlow",
+    "PixArtAlpha": "PixArt",
+    "HunyuanDiT": "HunyuanDiT",
+    "HunyuanImage21": "HunyuanImage 2.1",
+    "HunyuanVideo": "HunyuanVideo",
+    "HiDream": "HiDream",
+    "LTXV": "LTX-Video",
+    "GenmoMochi": "Mochi",
+    "CosmosT2V": "Cosmos",
+    "CosmosT2IPredict2": "Cosmos Predict2",
+    "Omnigen2": "OmniGen2",
+    "Kandinsky5": "Kandinsky 5",
+    "Stable_Zero123": "Stable Zero123",
+    "StableAudio": "Stable Audio",
+    "Hunyuan3Dv2": "Hunyuan3D 2",
+    "Hunyuan3Dv2_1": "Hunyuan3D 2",
+    "ACEStep": "ACE-Step",
+}
+# Families the site nodes can hook today (their site tables); the others get a clear error.
+SITE_FAMILIES = ("FLUX.1",)
+
+
+def model_family(model) -> str | None:
+    """The family of a ModelPatcher's model, or None when its config is not one of ComfyUI's known ones."""
+    return config_family(getattr(getattr(model, "model", None), "model_config", None))
+
+
+def config_family(config) -> str | None:
+    """The family of a ``comfy.supported_models`` config object (None for None or an unknown class)."""
+    for cls in type(config).__mro__ if config is not None else ():
+        if cls.__name__ in _CONFIG_FAMILIES:
+            return _CONFIG_FAMILIES[cls.__name__]
+    return None
+
+
+def describe_model(model) -> str:
+    """The family, or the config / diffusion-model class name when the family is unknown (for errors)."""
+    family = model_family(model)
+    if family is not None:
+        return family
+    config = getattr(getattr(model, "model", None), "model_config", None)
+    if config is not None:
+        return f"{type(config).__name__} (unknown family)"
+    return f"{type(model.get_model_object('diffusion_model')).__name__} (unknown family)"
+
+
+def unsupported_family(model) -> ValueError:
+    """The one-line error for a MODEL the site nodes cannot hook, naming it and the families they can."""
+    return ValueError(f"this node's sites are not available for this model (family: {describe_model(model)}); "
+                      f"supported model families: {', '.join(SITE_FAMILIES)}")
