@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import comfy.patcher_extension
 
 from .flux_sites import APPLY_TO_CHOICES
-from .tap import STATE_KEY, SiteTap, _WindowReader
+from .tap import STATE_KEY, SiteTap, TapSpec, _WindowReader
 from .unet_sites import check_unet_site
 
 _tap_ids = itertools.count()
@@ -30,6 +30,7 @@ class UNetTapSpec:
     start_percent: float = 0.0
     end_percent: float = 1.0
     tokens: str = "image"          # every UNet token is an image position
+    track_percent: bool = False    # hand the callback each forward's sampling percent (as TapSpec)
 
     def __post_init__(self):
         if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:
@@ -41,6 +42,8 @@ class UNetTapSpec:
     @property
     def whole_sampling(self) -> bool:
         return self.start_percent == 0.0 and self.end_percent == 1.0
+
+    reads_sampling = TapSpec.reads_sampling  # the same rule: a window in sigmas or the percent needs model_sampling
 
 
 class UNetTap(SiteTap):
