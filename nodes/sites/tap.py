@@ -26,7 +26,7 @@ import torch
 import comfy.patcher_extension
 
 from ...sae.schedule import percent_at_sigma
-from .flux_sites import APPLY_TO_CHOICES, SITES, TOKEN_CHOICES, check_site
+from .flux_sites import APPLY_TO_CHOICES, TOKEN_CHOICES, Site, check_site
 from .update_site import update_block_patch
 
 STATE_KEY = "sae_steering_taps"  # namespaced keys in transformer_options for per-forward state
@@ -122,9 +122,9 @@ def _selected_rows(apply_to: str, cond_or_uncond: list[int], batch: int, device)
     return mask.nonzero().flatten().to(device)
 
 
-def _token_range(spec: TapSpec, stream_len: int, txt_len: int, img_tokens: int) -> tuple[slice, slice | None]:
+def _token_range(site: Site, spec: TapSpec, stream_len: int, txt_len: int, img_tokens: int) -> tuple[slice, slice | None]:
     """(handed-over token range within the stream, image tokens relative to that range)."""
-    stream = SITES[spec.site].stream
+    stream = site.stream
     if stream == "txt":
         return slice(0, stream_len), None
     if stream == "img":
@@ -142,9 +142,9 @@ def _token_range(spec: TapSpec, stream_len: int, txt_len: int, img_tokens: int) 
 class SiteTap:
     """A callback attached to one site; also the DIFFUSION_MODEL wrapper and block patch."""
 
-    def __init__(self, spec: TapSpec, callback: TapCallback, hidden_size: int, patch_size: int):
+    def __init__(self, spec: TapSpec, site: Site, callback: TapCallback, hidden_size: int, patch_size: int):
         self.spec = spec
-        self.site = SITES[spec.site]
+        self.site = site  # the site object check_site returned: the name is looked up once, in attach_tap
         self.callback = callback
         self.hidden_size = hidden_size
         self.patch_size = patch_size
@@ -190,7 +190,7 @@ class SiteTap:
             return stream
         full = stream if channels is None else stream[..., channels]
         h, w = state.event.grid
-        tokens, image = _token_range(self.spec, full.shape[1], state.event.txt_len, h * w)
+        tokens, image = _token_range(self.site, self.spec, full.shape[1], state.event.txt_len, h * w)
         event = dataclasses.replace(state.event, tokens=tokens, image_tokens=image)
         all_rows = event.rows.numel() == full.shape[0]
         selected = full[:, tokens] if all_rows else full[event.rows, tokens]
@@ -275,7 +275,7 @@ def attach_tap(model, spec: TapSpec, callback: TapCallback, d_in: int | None = N
     site = check_site(model, spec.site, spec.block, d_in)
     diffusion_model = model.get_model_object("diffusion_model")
     patched = model.clone()
-    tap = SiteTap(spec, callback, diffusion_model.hidden_size, diffusion_model.patch_size)
+    tap = SiteTap(spec, site, callback, diffusion_model.hidden_size, diffusion_model.patch_size)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, tap.uid, tap)
     if spec.reads_sampling:
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, tap.uid, _WindowReader(tap))
