@@ -14,6 +14,7 @@ from .scan.feature_scan_node import SAEFeatureScan
 from .scan.image_scan_node import SAEImageFeatureScan
 from .steer.concept_erase_node import SAEConceptErase
 from .steer.flux_steer_node import SAEFluxSteer
+from .steer.sae_steer_node import SAESteer
 from .tiny_world.loader_node import TinyWorldLoader
 from .train.harvest_node import SAEHarvestActivations
 from .train.train_node import SAETrain
@@ -21,6 +22,7 @@ from .train.train_node import SAETrain
 NODES: list[type[io.ComfyNode]] = [
     SAELoader,
     SAEFluxSteer,
+    SAESteer,
     SAEActivationScale,
     SAEConditioningEdit,
     SAEClipVisionEdit,

@@ -104,6 +104,6 @@ def attach_unet_tap(model, spec: UNetTapSpec, callback, d_in: int | None = None)
     patched = model.clone()
     tap = UNetTap(spec, callback, path)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, tap.uid, tap)
-    if not spec.whole_sampling:
+    if spec.reads_sampling:  # a step window in sigmas, or each step's percent for a schedule
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, tap.uid, _WindowReader(tap))
     return patched, tap

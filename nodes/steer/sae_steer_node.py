@@ -1,0 +1,75 @@
+"""``SAESteer`` ("SAE Steer"): SAE Steer FLUX's inputs for every family the pack hooks.
+
+FLUX.1 sites go to ``SAEFluxSteer`` unchanged; SD1.5 / SDXL spatial transformers (diffusers names,
+``.update`` for the residual update) go through the UNet tap (``nodes/sites/unet_tap.py``) with the
+same steering callback, so mask, schedule and the CFG-signed choice work the same way.
+"""
+from __future__ import annotations
+
+import logging
+
+from comfy_api.latest import io
+
+from ...sae.labels import describe
+from ...sae.schedule import parse_schedule
+from ..sites.choice import AUTO_SITE, in_units
+from ..sites.flux_sites import SITE_NAMES
+from ..sites.unet_sites import unet_site_from_hook
+from ..sites.unet_tap import UNetTapSpec, attach_unet_tap
+from .feature_spec import edits_for, parse_features
+from .flux_steer_node import CFG_SIGNED, STEER_APPLY_TO, SAEFluxSteer
+from .steer_callback import SteerCallback
+
+log = logging.getLogger(__name__)
+
+# every spatial transformer of SD1.5 and SDXL, by its diffusers name (each model has a subset: checked at run)
+UNET_SITES = ([f"down_blocks.{level}.attentions.{i}" for level in range(3) for i in range(2)]
+              + ["mid_block.attentions.0"]
+              + [f"up_blocks.{level}.attentions.{i}" for level in range(4) for i in range(3)])
+UNET_SITE_CHOICES = [name + suffix for name in UNET_SITES for suffix in ("", ".update")]
+
+
+class SAESteer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        flux = SAEFluxSteer.define_schema()
+        inputs = []
+        for i in flux.inputs:  # the same inputs; the site list grows by the UNet sites
+            if i.id == "site":
+                i = io.Combo.Input("site", options=SITE_NAMES + UNET_SITE_CHOICES + [AUTO_SITE], default="double.img.out",
+                                   tooltip="FLUX sites (block chosen below) or an SD1.5/SDXL spatial transformer by "
+                                           "its diffusers name (.update: output minus input); auto = from the SAE.")
+            inputs.append(i)
+        return io.Schema(
+            node_id="SAESteer",
+            display_name="SAE Steer",
+            category="sae_steering",
+            description="Steer SAE features at one site of FLUX.1, SDXL or SD1.5 during sampling (on a clone of the model).",
+            inputs=inputs,
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, sae, site, block, tokens, features, strength, mode, keep_error,
+                start_percent, end_percent, apply_to, scale=None, strength_unit="absolute", mask=None,
+                schedule="") -> io.NodeOutput:
+        if site == AUTO_SITE and unet_site_from_hook(sae.hook) is not None:
+            name, reads = unet_site_from_hook(sae.hook)
+            site = name + (".update" if reads == "update" else "")
+        if site not in UNET_SITE_CHOICES:
+            return SAEFluxSteer.execute(model, sae, site, block, tokens, features, strength, mode, keep_error,
+                                        start_percent, end_percent, apply_to, scale, strength_unit, mask, schedule)
+        name, reads = (site[:-len(".update")], "update") if site.endswith(".update") else (site, "out")
+        keyframes = parse_schedule(schedule)
+        if apply_to not in STEER_APPLY_TO:
+            raise ValueError(f"apply_to {apply_to!r} is not one of {', '.join(STEER_APPLY_TO)}")
+        parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
+        absolute = in_units(parsed, strength_unit, scale, site, 0, sae, mode)
+        log.info("SAE Steer at %s, %s: %s", site, mode,
+                 ", ".join(f"{describe(e[0], sae.labels)} {e[1]:+.4g}" for e in absolute))
+        signed = apply_to == CFG_SIGNED
+        spec = UNetTapSpec(name, reads, "both" if signed else apply_to, start_percent, end_percent,
+                           track_percent=bool(keyframes))
+        callback = SteerCallback(sae, edits_for(absolute, mode), keep_error, mask=mask, schedule=keyframes, signed=signed)
+        patched, _ = attach_unet_tap(model, spec, callback, d_in=sae.d_in)
+        return io.NodeOutput(patched)
