@@ -41,3 +41,10 @@ def build_tiny_unet(family: str = "SDXL", seed: int = 0, dtype: torch.dtype = to
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
                                             offload_device=torch.device("cpu"))
+
+
+def tiny_unet_conditioning(family: str, seed: int) -> list:
+    """A CONDITIONING for the tiny UNet of ``family``: 6 random context tokens, SDXL's pooled vector too."""
+    g = torch.Generator().manual_seed(seed)
+    extra = {"pooled_output": torch.randn(1, 1280, generator=g)} if family == "SDXL" else {}
+    return [[torch.randn(1, 6, TINY_UNET_CONFIGS[family]["context_dim"], generator=g), extra]]

@@ -99,6 +99,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(kind)
 
 
+@pytest.fixture(scope="module", params=["SDXL", "SD15"])
+def tiny_unet(request):
+    """(family, ModelPatcher) for each UNet family the pack hooks."""
+    from comfyui_sae_steering.harness.tiny_unet import build_tiny_unet
+    return request.param, build_tiny_unet(request.param, seed=0)
+
+
 @pytest.fixture
 def tiny_flux():
     from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux

@@ -8,7 +8,7 @@ import torch
 
 from comfyui_sae_steering.harness.sae_factory import random_sae
 from comfyui_sae_steering.harness.tiny_flux import sample
-from comfyui_sae_steering.harness.tiny_unet import build_tiny_unet
+from comfyui_sae_steering.harness.tiny_unet import tiny_unet_conditioning
 from comfyui_sae_steering.nodes.extension import NODES
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from comfyui_sae_steering.nodes.steer.flux_steer_node import SAEFluxSteer
@@ -24,15 +24,12 @@ DEFAULTS = dict(block=0, tokens="image", strength=1.0, mode="add", keep_error=Tr
                 end_percent=1.0, apply_to="both")
 
 
-@pytest.fixture(scope="module", params=["SDXL", "SD15"])
-def unet(request):
-    return request.param, build_tiny_unet(request.param, seed=0)
+@pytest.fixture
+def unet(tiny_unet):
+    return tiny_unet
 
 
-def conditioning(family, seed):
-    g = torch.Generator().manual_seed(seed)
-    extra = {"pooled_output": torch.randn(1, 1280, generator=g)} if family == "SDXL" else {}
-    return [[torch.randn(1, 6, 32, generator=g), extra]]
+conditioning = tiny_unet_conditioning
 
 
 def width(model, site=SITE):

@@ -13,7 +13,7 @@ import comfy.utils
 
 from comfyui_sae_steering.harness.sae_factory import random_sae
 from comfyui_sae_steering.harness.tiny_flux import sample
-from comfyui_sae_steering.harness.tiny_unet import TINY_UNET_CONFIGS, build_tiny_unet
+from comfyui_sae_steering.harness.tiny_unet import tiny_unet_conditioning
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from comfyui_sae_steering.nodes.steer.steer_callback import SteerCallback
 from comfyui_sae_steering.nodes.sites.unet_sites import unet_site_from_hook, unet_sites
@@ -23,15 +23,12 @@ from flux_capture import hooks_left, popular_features
 LATENT = torch.zeros(1, 4, 8, 8)
 
 
-@pytest.fixture(scope="module", params=["SDXL", "SD15"])
-def unet(request):
-    return request.param, build_tiny_unet(request.param, seed=0)
+@pytest.fixture
+def unet(tiny_unet):
+    return tiny_unet
 
 
-def conditioning(family, seed):
-    g = torch.Generator().manual_seed(seed)
-    extra = {"pooled_output": torch.randn(1, 1280, generator=g)} if family == "SDXL" else {}
-    return [[torch.randn(1, 6, 32, generator=g), extra]]
+conditioning = tiny_unet_conditioning
 
 
 def diffusers_map(unet_config) -> dict[str, str]:
