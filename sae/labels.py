@@ -17,14 +17,20 @@ LABELS_SUFFIX = ".labels.json"
 FOLDER_LABELS = "labels.json"
 
 
+def _folder_labels(path: Path) -> Path | None:
+    """``labels.json`` of a folder-layout SAE (a folder, or weights with a config file beside them), else None."""
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir() or any((folder / name).is_file() for name in CONFIG_NAMES):
+        return folder / FOLDER_LABELS
+    return None
+
+
 def labels_file_for(sae_path) -> Path | None:
     """The labels file that belongs to the SAE at ``sae_path`` (file or folder), or None."""
     path = Path(sae_path)
-    folder = path if path.is_dir() else path.parent
     candidates = [] if path.is_dir() else [path.with_name(path.stem + LABELS_SUFFIX)]
-    if path.is_dir() or any((folder / name).is_file() for name in CONFIG_NAMES):
-        candidates.append(folder / FOLDER_LABELS)
-    return next((c for c in candidates if c.is_file()), None)
+    candidates.append(_folder_labels(path))
+    return next((c for c in candidates if c is not None and c.is_file()), None)
 
 
 def labels_target_for(sae_path) -> Path:
@@ -34,9 +40,7 @@ def labels_target_for(sae_path) -> Path:
     if found is not None:
         return found
     path = Path(sae_path)
-    if path.is_dir() or any((path.parent / name).is_file() for name in FOLDER_CONFIGS):
-        return (path if path.is_dir() else path.parent) / FOLDER_LABELS
-    return path.with_name(path.stem + LABELS_SUFFIX)
+    return _folder_labels(path) or path.with_name(path.stem + LABELS_SUFFIX)
 
 
 def write_labels(path, labels: dict[int, str]) -> None:

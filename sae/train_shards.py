@@ -182,7 +182,6 @@ def _train(shards, out, settings, hook, checkpoint_dir, ranks, on_step):
     if not 0 < settings.k <= d_sae:
         raise ValueError(f"k must be in 1..d_sae ({d_sae}), got {settings.k}")
     per_stream = settings.batch_size // streams
-    local_batch = per_stream * (streams // ranks.world)
     feeds = [ShardStream(shards, s, streams, settings.seed, settings.block_tokens, settings.buffer_blocks)
              for s in range(ranks.rank, streams, ranks.world)]
 

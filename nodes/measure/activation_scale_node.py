@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import comfy.sample
-import comfy.utils
 from comfy_api.latest import io
 
 from ...sae.running_stats import ActivationStats

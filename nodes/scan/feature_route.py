@@ -10,7 +10,6 @@ Features run on this file, in this server), measured features first by mean. Err
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re

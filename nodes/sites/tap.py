@@ -10,8 +10,8 @@ step window) and may return a replacement. The tap is made of
 - when the step window is not the whole sampling (or the callback wants each step's percent), a
   ``WrappersMP.APPLY_MODEL`` wrapper that turns the window's percents into sigmas with the ``model_sampling`` the model runs with *now* (a
   ``ModelSamplingFlux`` shift applied after the steering node counts);
-- for block-output sites, a ``patches_replace["dit"]`` entry that chains any replacement already
-  there (Skip Layer Guidance and other taps use the same keys).
+- for block-output and residual-update (``*.update``: output − input) sites, a ``patches_replace["dit"]``
+  entry that chains any replacement already there (Skip Layer Guidance and other taps use the same keys).
 Nothing is swapped or overwritten; the shared ``nn.Module`` carries hooks only during a forward.
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ import comfy.patcher_extension
 
 from ...sae.schedule import percent_at_sigma
 from .flux_sites import APPLY_TO_CHOICES, TOKEN_CHOICES, Site, check_site
-from .update_site import update_block_patch
 
 STATE_KEY = "sae_steering_taps"  # namespaced keys in transformer_options for per-forward state
 WINDOW_KEY = "sae_steering_windows"
@@ -239,17 +238,25 @@ class SiteTap:
             return self._apply(output, state)
         return module.register_forward_hook(hook)
 
-    # -- patches_replace["dit"] entry for block-output sites -----------------------------------
+    # -- patches_replace["dit"] entry for block-output and residual-update sites -----------------
     def block_patch(self, args, extra):
-        if self.site.reads == "update":
-            return update_block_patch(self, args, extra, STATE_KEY)
-        out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
+        """The block's output, or (``*.update`` sites, sdxl-unbox's convention) its output minus its input,
+        goes through the callback; an update's change is added to the output."""
         state = args["transformer_options"].get(STATE_KEY, {}).get(self.uid)
-        if state is None or state.event is None:
-            return out
+        active = state is not None and state.event is not None
         key = "img" if self.site.stream in ("img", "joint") else "txt"
+        before = args[key].clone() if active and self.site.reads == "update" else None  # blocks add in place
+        out = self.previous(args, extra) if self.previous is not None else extra["original_block"](args)
+        if not active:
+            return out
         out = dict(out)
-        out[key] = self._apply(out[key], state)
+        if before is None:
+            out[key] = self._apply(out[key], state)
+            return out
+        update = out[key] - before
+        edited = self._apply(update, state)
+        if edited is not update:  # untouched tokens and rows: the output stays bit-identical
+            out[key] = out[key] + (edited - update)
         return out
 
 

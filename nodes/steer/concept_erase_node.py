@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import comfy.samplers
-import comfy.utils
 import torch
 from comfy_api.latest import io
 
@@ -153,7 +151,7 @@ class SAEConceptErase(io.ComfyNode):
         patched, _ = attach_tap(model, spec, EraseCallback(sae, chosen, thresholds, targets), d_in=sae.d_in)
         report = [f"SAE Erase Concept at {site} block {block}, {apply_to}:"] + lines
         if sets[0]:  # preview: what erasing removes on the concept's own first conditioning
-            preview = EraseCallback(sae, chosen, thresholds, targets)
+            preview = EraseCallback(sae, chosen, thresholds, targets, record=True)
             tapped, _ = attach_tap(model, TapSpec(site, block, tokens, "positive"), preview, d_in=sae.d_in)
             run_sampling(tapped, sets[0][0], None, latent, steps, seed, 1.0, "euler", "simple")
             report += ["", "on the concept's first prompt, "] + removal_report(preview, chosen, sae.labels)

@@ -44,7 +44,7 @@ class SAETrain(io.ComfyNode):
             display_name="SAE Train",
             category="sae_steering",
             description="Train a TopK SAE (AuxK, unit-norm decoder, Adam) on activations from SAE Harvest "
-                        f"Activations and save it to models/sae. Large runs: `python -m sae.train` with torchrun.",
+                        "Activations and save it to models/sae. Large runs: `python -m sae.train` with torchrun.",
             inputs=[
                 io.String.Input("activations", default="flux_harvest",
                                 tooltip=f"A harvest name (output/{HARVEST_FOLDER}/<name>) or an absolute folder."),

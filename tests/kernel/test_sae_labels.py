@@ -9,7 +9,7 @@ from comfyui_sae_steering.harness.sae_factory import random_sae
 from comfyui_sae_steering.nodes.steer.feature_spec import parse_features
 from comfyui_sae_steering.sae import load_sae
 from comfyui_sae_steering.sae.formats import pack
-from comfyui_sae_steering.sae.labels import describe, feature_by_label, labels_file_for, read_labels
+from comfyui_sae_steering.sae.labels import describe, feature_by_label, labels_file_for, labels_target_for, read_labels, write_labels
 
 LABELS = {37: "blue", 5: "red", 9: "circle"}
 
@@ -74,3 +74,22 @@ def test_malformed_labels_file_is_a_one_line_error_naming_it(tmp_path, content):
     assert load_sae(tmp_path / "mine.safetensors").labels == {}
 
 
+
+
+def test_labels_are_written_where_they_are_read(tmp_path):
+    """A single weights file: <stem>.labels.json; weights with a config beside them, or a folder: labels.json;
+    a file that already exists is the target. What is written reads back."""
+    single = tmp_path / "single" / "sae.safetensors"
+    single.parent.mkdir()
+    single.write_bytes(b"")
+    assert labels_target_for(single) == single.with_name("sae.labels.json")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "cfg.json").write_text("{}")
+    (folder / "sae.safetensors").write_bytes(b"")
+    assert labels_target_for(folder / "sae.safetensors") == folder / "labels.json"
+    assert labels_target_for(folder) == folder / "labels.json"
+    existing = single.with_name("sae.labels.json")
+    write_labels(existing, {3: "blue", 1: "red"})
+    assert labels_target_for(single) == existing and labels_file_for(single) == existing
+    assert read_labels(existing, 8) == {1: "red", 3: "blue"}
