@@ -1,22 +1,13 @@
 """``SAEFluxSteer`` ("SAE Steer FLUX"): steer SAE features inside FLUX's transformer blocks."""
 from __future__ import annotations
 
-import logging
-
 from comfy_api.latest import io
 
-from ...sae.labels import describe
-from ...sae.schedule import parse_schedule
 from ..comfy_types import SAEScaleType, SAEType
-from ..sites.choice import STRENGTH_UNITS, in_units, resolve_site, site_inputs
-from ..sites.flux_sites import APPLY_TO_CHOICES
+from ..sites.choice import STRENGTH_UNITS, resolve_site, site_inputs
 from ..sites.tap import TapSpec, attach_tap
-from .feature_spec import MODE_NAMES, Move, edits_for, parse_features
-from .steer_callback import SteerCallback
-
-log = logging.getLogger(__name__)
-CFG_SIGNED = "positive +, negative −"  # add on the positive pass, subtract the same edit on the negative one
-STEER_APPLY_TO = APPLY_TO_CHOICES + [CFG_SIGNED]
+from .feature_spec import MODE_NAMES
+from .steer_request import STEER_APPLY_TO, steer_request
 
 
 class SAEFluxSteer(io.ComfyNode):
@@ -65,18 +56,9 @@ class SAEFluxSteer(io.ComfyNode):
                 start_percent, end_percent, apply_to, scale=None, strength_unit="absolute", mask=None,
                 schedule="") -> io.NodeOutput:
         site, block = resolve_site(site, block, sae)
-        keyframes = parse_schedule(schedule)
-        if apply_to not in STEER_APPLY_TO:
-            raise ValueError(f"apply_to {apply_to!r} is not one of {', '.join(STEER_APPLY_TO)}")
-        parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
-        absolute = in_units(parsed, strength_unit, scale, site, block, sae, mode)
-        log.info("SAE Steer FLUX at %s block %d, %s: %s", site, block, mode,
-                 ", ".join(f"{describe(e[0], sae.labels)} {e[1]:+.4g}"
-                           + (f" where {describe(e.source, sae.labels)} was" if isinstance(e, Move) else "") for e in absolute))
-        edits = edits_for(absolute, mode)
-        signed = apply_to == CFG_SIGNED
-        spec = TapSpec(site, block, tokens, "both" if signed else apply_to, start_percent, end_percent,
-                       track_percent=bool(keyframes))
-        callback = SteerCallback(sae, edits, keep_error, mask=mask, schedule=keyframes, signed=signed)
-        patched, _ = attach_tap(model, spec, callback, d_in=sae.d_in)
+        request = steer_request(sae, site, block, features, strength, mode, keep_error, apply_to, scale,
+                                strength_unit, mask, schedule)
+        spec = TapSpec(site, block, tokens, request.apply_to, start_percent, end_percent,
+                       track_percent=request.track_percent)
+        patched, _ = attach_tap(model, spec, request.callback, d_in=sae.d_in)
         return io.NodeOutput(patched)

@@ -6,21 +6,14 @@ same steering callback, so mask, schedule and the CFG-signed choice work the sam
 """
 from __future__ import annotations
 
-import logging
-
 from comfy_api.latest import io
 
-from ...sae.labels import describe
-from ...sae.schedule import parse_schedule
-from ..sites.choice import AUTO_SITE, in_units
+from ..sites.choice import AUTO_SITE
 from ..sites.flux_sites import SITE_NAMES
 from ..sites.unet_sites import unet_site_from_hook
 from ..sites.unet_tap import UNetTapSpec, attach_unet_tap
-from .feature_spec import edits_for, parse_features
-from .flux_steer_node import CFG_SIGNED, STEER_APPLY_TO, SAEFluxSteer
-from .steer_callback import SteerCallback
-
-log = logging.getLogger(__name__)
+from .flux_steer_node import SAEFluxSteer
+from .steer_request import steer_request
 
 # every spatial transformer of SD1.5 and SDXL, by its diffusers name (each model has a subset: checked at run)
 UNET_SITES = ([f"down_blocks.{level}.attentions.{i}" for level in range(3) for i in range(2)]
@@ -60,16 +53,8 @@ class SAESteer(io.ComfyNode):
             return SAEFluxSteer.execute(model, sae, site, block, tokens, features, strength, mode, keep_error,
                                         start_percent, end_percent, apply_to, scale, strength_unit, mask, schedule)
         name, reads = (site[:-len(".update")], "update") if site.endswith(".update") else (site, "out")
-        keyframes = parse_schedule(schedule)
-        if apply_to not in STEER_APPLY_TO:
-            raise ValueError(f"apply_to {apply_to!r} is not one of {', '.join(STEER_APPLY_TO)}")
-        parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
-        absolute = in_units(parsed, strength_unit, scale, site, 0, sae, mode)
-        log.info("SAE Steer at %s, %s: %s", site, mode,
-                 ", ".join(f"{describe(e[0], sae.labels)} {e[1]:+.4g}" for e in absolute))
-        signed = apply_to == CFG_SIGNED
-        spec = UNetTapSpec(name, reads, "both" if signed else apply_to, start_percent, end_percent,
-                           track_percent=bool(keyframes))
-        callback = SteerCallback(sae, edits_for(absolute, mode), keep_error, mask=mask, schedule=keyframes, signed=signed)
-        patched, _ = attach_unet_tap(model, spec, callback, d_in=sae.d_in)
+        request = steer_request(sae, site, 0, features, strength, mode, keep_error, apply_to, scale, strength_unit,
+                                mask, schedule)
+        spec = UNetTapSpec(name, reads, request.apply_to, start_percent, end_percent, track_percent=request.track_percent)
+        patched, _ = attach_unet_tap(model, spec, request.callback, d_in=sae.d_in)
         return io.NodeOutput(patched)

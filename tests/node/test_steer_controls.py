@@ -15,7 +15,8 @@ import torch
 
 from comfyui_sae_steering.harness.tiny_flux import empty_latent, sample
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
-from comfyui_sae_steering.nodes.steer.flux_steer_node import CFG_SIGNED, SAEFluxSteer
+from comfyui_sae_steering.nodes.steer.flux_steer_node import SAEFluxSteer
+from comfyui_sae_steering.nodes.steer.steer_request import CFG_SIGNED
 from comfyui_sae_steering.sae.schedule import parse_schedule, percent_at_sigma, schedule_value
 from flux_capture import Capture
 from comfyui_sae_steering.harness.sae_factory import random_sae
