@@ -16,10 +16,12 @@ TINY_UNET_CONFIGS = {
     "SDXL": dict(_TINY_UNET, num_classes="sequential", adm_in_channels=2816, use_linear_in_transformer=True,
                  context_dim=32),
 }
+TINY_UNET_CONFIGS["SD20"] = dict(TINY_UNET_CONFIGS["SD15"], use_linear_in_transformer=True)  # a family no site table covers
 
 
 def build_tiny_unet(family: str = "SDXL", seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A ``ModelPatcher`` around a tiny UNet of ``family`` ("SD15" or "SDXL"), weights drawn from ``seed``."""
+    """A ``ModelPatcher`` around a tiny UNet of ``family`` ("SD15", "SDXL"; "SD20": a family the site nodes
+    refuse), weights drawn from ``seed``."""
     import comfy.model_patcher
     import comfy.supported_models
 

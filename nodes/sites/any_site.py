@@ -104,11 +104,15 @@ def _unet_outputs(model) -> Sites:
     return [(name, 0, _unet_short(name)) for name in unet_sites(model.get_model_object("diffusion_model"))]
 
 
-FLUX = SiteFamily("FLUX", ("FLUX.1",), tuple(SITE_NAMES), True, SITES.__contains__, _flux_fits, site_from_hook,
-                  attach_tap, _flux_sites, _flux_outputs, "block (D = double, S = single)")
-UNET = SiteFamily("UNet (SD1.5/SDXL)", tuple(UNET_FAMILIES), tuple(UNET_SITE_CHOICES), False,
-                  lambda site: parse_unet_choice(site) is not None, _unet_fits, _unet_from_hook, _unet_attach,
-                  _unet_sites, _unet_outputs, "spatial transformer (D = down, M = mid, U = up; level.index)")
+FLUX = SiteFamily(
+    name="FLUX", models=("FLUX.1",), choices=tuple(SITE_NAMES), uses_block=True, owns=SITES.__contains__,
+    fits=_flux_fits, from_hook=site_from_hook, attach=attach_tap, model_sites=_flux_sites,
+    block_outputs=_flux_outputs, profile_axis="block (D = double, S = single)")
+UNET = SiteFamily(
+    name="UNet (SD1.5/SDXL)", models=tuple(UNET_FAMILIES), choices=tuple(UNET_SITE_CHOICES), uses_block=False,
+    owns=lambda site: parse_unet_choice(site) is not None, fits=_unet_fits, from_hook=_unet_from_hook,
+    attach=_unet_attach, model_sites=_unet_sites, block_outputs=_unet_outputs,
+    profile_axis="spatial transformer (D = down, M = mid, U = up; level.index)")
 FAMILIES: tuple[SiteFamily, ...] = (FLUX, UNET)
 
 

@@ -155,3 +155,17 @@ def test_attach_site_leaves_the_model_alone(unet):
     patched, tap = any_site.attach_site(model, TapSpec("mid_block.attentions.0.update", 5), lambda x, e: None)
     assert patched is not model and repr(model.model_options) == options
     assert (tap.spec.site, tap.spec.reads) == ("mid_block.attentions.0", "update")
+
+
+def test_a_family_no_table_covers_is_refused_naming_the_hooked_ones():
+    from comfyui_sae_steering.harness.tiny_unet import build_tiny_unet
+    model = build_tiny_unet("SD20")
+    message = (r"^this node's sites are not available for this model \(family: SD2.x\); supported model families: "
+               r"FLUX.1, SDXL, SD1.5$")
+    calls = node_calls(model, random_sae(d_in=64, d_sae=32, k=4), "mid_block.attentions.0",
+                       tiny_unet_conditioning("SD15", 1), {"samples": torch.zeros(1, 4, 8, 8)}, None)
+    for node in NODE_NAMES:
+        with pytest.raises(ValueError, match=message):
+            calls[node]()
+    with pytest.raises(ValueError, match=message):
+        any_site.attach_site(model, TapSpec("double.img.out", 0), lambda x, e: None)
