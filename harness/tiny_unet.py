@@ -16,10 +16,12 @@ TINY_UNET_CONFIGS = {
     "SDXL": dict(_TINY_UNET, num_classes="sequential", adm_in_channels=2816, use_linear_in_transformer=True,
                  context_dim=32),
 }
+TINY_UNET_CONFIGS["SD20"] = dict(TINY_UNET_CONFIGS["SD15"], use_linear_in_transformer=True)  # a family no site table covers
 
 
 def build_tiny_unet(family: str = "SDXL", seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A ``ModelPatcher`` around a tiny UNet of ``family`` ("SD15" or "SDXL"), weights drawn from ``seed``."""
+    """A ``ModelPatcher`` around a tiny UNet of ``family`` ("SD15", "SDXL"; "SD20": a family the site nodes
+    refuse), weights drawn from ``seed``."""
     import comfy.model_patcher
     import comfy.supported_models
 
@@ -48,3 +50,20 @@ def tiny_unet_conditioning(family: str, seed: int) -> list:
     g = torch.Generator().manual_seed(seed)
     extra = {"pooled_output": torch.randn(1, 1280, generator=g)} if family == "SDXL" else {}
     return [[torch.randn(1, 6, TINY_UNET_CONFIGS[family]["context_dim"], generator=g), extra]]
+
+
+def build_tiny_vae(latent_channels: int = 4, seed: int = 0):
+    """A ``comfy.sd.VAE`` in TAESD's layout (ComfyUI detects it by ``taesd_decoder.1.weight``) with random
+    fan-in-scaled weights: SD1.5/SDXL's 4 latent channels at 1/8 of the pixels, for image-to-latent tests."""
+    import comfy.sd
+    import comfy.taesd.taesd
+
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {}
+    for name, value in comfy.taesd.taesd.TAESD(latent_channels=latent_channels).state_dict().items():
+        if value.ndim >= 2:
+            std = 1.0 / math.sqrt(math.prod(value.shape[1:]))
+            state_dict[name] = torch.randn(value.shape, generator=generator) * std
+        else:  # conv biases 0; vae_scale 1, vae_shift 0
+            state_dict[name] = torch.ones(()) if name == "vae_scale" else torch.zeros(value.shape)
+    return comfy.sd.VAE(sd=state_dict)

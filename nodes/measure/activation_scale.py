@@ -1,4 +1,7 @@
-"""``SAE_SCALE``: what Measure Activation Scale measured, per site, and the units steering reads from it."""
+"""``SAE_SCALE``: what Measure Activation Scale measured, per site, and the units steering reads from it.
+
+Sites are keyed by ``any_site.site_key``: ``double.img.out[18]`` (FLUX), ``up_blocks.0.attentions.1.update`` (UNet:
+the name is the block), so a scale measured at a site is found by the steer node at the same site."""
 from __future__ import annotations
 
 import math
@@ -6,11 +9,7 @@ from dataclasses import dataclass, field
 
 from ...sae.running_stats import ActivationStats
 from ...sae.sae_stats import SAEStats
-
-
-def site_key(site: str, block: int) -> str:
-    """The name a measured site goes by: ``double.img.out[18]``."""
-    return f"{site}[{block}]"
+from ..sites.any_site import site_key
 
 
 @dataclass
@@ -19,6 +18,7 @@ class SiteScale:
     block: int
     stats: ActivationStats
     sae_stats: SAEStats | None = None
+    label: str = ""        # short name in the ``all blocks`` profile (D3, S0, U0.1); "" = not in the profile
     _summary: dict | None = field(default=None, init=False, repr=False)
 
     def summary(self) -> dict:

@@ -127,14 +127,15 @@ def site_plot(key: str, stats) -> torch.Tensor:
     return _to_image(image)
 
 
-def blocks_plot(profile: list[tuple[str, float, float]]) -> torch.Tensor:
-    """[1, H, W, 3]: token-norm mean and p99 per block, double blocks (D) then single blocks (S)."""
+def blocks_plot(profile: list[tuple[str, float, float]], x_label: str) -> torch.Tensor:
+    """[1, H, W, 3]: token-norm mean and p99 per block (FLUX: double blocks D then single blocks S, a line
+    between them; UNet: its spatial transformers), ``(label, mean, p99)`` each."""
     image = Image.new("RGB", (PANEL[0] * 2, PANEL[1]), "white")
     draw = ImageDraw.Draw(image)
     n = len(profile)
     top = max(max(p99 for _, _, p99 in profile), 1e-12)
     chart = _Chart(draw, (0, 0), (-0.5, n - 0.5), (0.0, top * 1.08),
-                   "token L2 norm per block (image tokens, all steps)", "block (D = double, S = single)",
+                   "token L2 norm per block (image tokens, all steps)", x_label,
                    "token L2 norm", width=PANEL[0] * 2)
     every = max(1, math.ceil(n / 24))
     shown = list(range(0, n, every))

@@ -14,7 +14,8 @@ from comfy_api.latest import io
 
 from ...sae.contrast import RANKINGS, contrast
 from ..comfy_types import SAEType
-from ..sites.choice import resolve_site, site_inputs
+from ..sites.any_site import describe_site, resolve_site
+from ..sites.choice import site_inputs
 from ..sites.sampling import sampling_inputs
 from ..sites.tap import TapSpec
 from .contrast_plot import contrast_plot
@@ -69,7 +70,7 @@ class SAEFeatureContrast(io.ComfyNode):
     def execute(cls, model, sae, latent, site, block, tokens, steps, seed, cfg, sampler_name, scheduler, top_n,
                 rank_by, strength, concept=None, neutral=None, clip=None, concept_prompts="", neutral_prompts="",
                 label="", write_label=False) -> io.NodeOutput:
-        site, block = resolve_site(site, block, sae)
+        site, block = resolve_site(model, site, block, sae)
         if write_label and not (label or "").strip():
             raise ValueError("label: write_label is on but label is empty; name the concept")
         sets = [conditioning_set("concept", concept, concept_prompts, clip),
@@ -81,5 +82,5 @@ class SAEFeatureContrast(io.ComfyNode):
         if write_label:
             path = write_top_label(sae, result.features[0], label)
             report += f"\nwrote label {label.strip()!r} for feature {result.features[0]} into {path}"
-        log.info("SAE Find Features at %s block %d:\n%s", site, block, report)
+        log.info("SAE Find Features at %s:\n%s", describe_site(site, block), report)
         return io.NodeOutput(result.steer_line(strength), contrast_plot(result, sae.labels), report)

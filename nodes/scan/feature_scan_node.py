@@ -16,7 +16,8 @@ from comfy_api.latest import io
 
 from ...sae.scan_result import scan_result
 from ..comfy_types import SAEScanType, SAEType
-from ..sites.choice import resolve_site, site_inputs
+from ..sites.any_site import describe_site, resolve_site
+from ..sites.choice import site_inputs
 from ..sites.sampling import sampling_inputs
 from ..sites.tap import TapSpec
 from .feature_measurements import remember_stats
@@ -60,7 +61,7 @@ class SAEFeatureScan(io.ComfyNode):
     @classmethod
     def execute(cls, model, sae, positive, latent, site, block, tokens, steps, seed, cfg, sampler_name,
                 scheduler, top_n, negative=None, contrast=None, image=None) -> io.NodeOutput:
-        site, block = resolve_site(site, block, sae)
+        site, block = resolve_site(model, site, block, sae)
         spec = TapSpec(site, block, tokens, apply_to="positive")
         runs = 1 if contrast is None else 2
         progress = comfy.utils.ProgressBar(steps * runs)
@@ -69,9 +70,9 @@ class SAEFeatureScan(io.ComfyNode):
         other = None if contrast is None else record(model, sae, spec, contrast, negative, *args, done=steps)
         meta = dict(site=site, block=block, tokens=tokens, steps=steps, seed=seed, cfg=cfg, recorded="positive")
         result = scan_result(main.stats, top_n, main.grid, None if other is None else other.stats, meta)
-        remember_stats(sae, f"SAE Feature Scan at {site} block {block}", main.stats)  # for the feature picker
-        log.info("SAE feature scan at %s block %d: %d forwards, top %s", site, block, main.forwards,
-                 result.features[:8])
+        where = describe_site(site, block)
+        remember_stats(sae, f"SAE Feature Scan at {where}", main.stats)  # for the feature picker
+        log.info("SAE feature scan at %s: %d forwards, top %s", where, main.forwards, result.features[:8])
 
         if image is not None:
             size, backdrop = (image.shape[1], image.shape[2]), image[0]

@@ -13,9 +13,10 @@ from comfy_api.latest import io
 
 from ...sae.scan_result import scan_result
 from ..comfy_types import SAEScanType, SAEType
-from ..sites.choice import resolve_site, site_inputs
+from ..sites.any_site import attach_site, describe_site, resolve_site
+from ..sites.choice import site_inputs
 from ..sites.sampling import run_once_at
-from ..sites.tap import TapSpec, attach_tap
+from ..sites.tap import TapSpec
 from .feature_measurements import remember_stats
 from .recording import checked, heatmaps_for
 from .scan_recorder import ScanRecorder
@@ -61,18 +62,19 @@ class SAEImageFeatureScan(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, sae, image, vae, positive, site, block, tokens, percent, seed, top_n) -> io.NodeOutput:
-        site, block = resolve_site(site, block, sae)
+        site, block = resolve_site(model, site, block, sae)
         sigma = noise_sigma(model, percent)
         spec = TapSpec(site, block, tokens, apply_to="positive")
         recorder = ScanRecorder(sae)
-        patched, _ = attach_tap(model, spec, recorder, d_in=sae.d_in)
+        patched, _ = attach_site(model, spec, recorder, d_in=sae.d_in)
         latent = vae.encode(image[:, :, :, :3])
         run_once_at(patched, positive, latent, sigma, seed)
         checked(recorder, spec)
         meta = dict(site=site, block=block, tokens=tokens, percent=percent, sigma=round(sigma, 6), seed=seed,
                     recorded="positive")
         result = scan_result(recorder.stats, top_n, recorder.grid, None, meta)
-        remember_stats(sae, f"SAE Feature Scan (Image) at {site} block {block}", recorder.stats)
-        log.info("SAE image feature scan at %s block %d, sigma %.4g: top %s", site, block, sigma, result.features[:8])
+        where = describe_site(site, block)
+        remember_stats(sae, f"SAE Feature Scan (Image) at {where}", recorder.stats)
+        log.info("SAE image feature scan at %s, sigma %.4g: top %s", where, sigma, result.features[:8])
         size = (image.shape[1], image.shape[2])
         return io.NodeOutput(result.table(sae.labels), heatmaps_for(result, sae, size, image[0]), result)

@@ -5,12 +5,13 @@ import comfy.utils
 
 from ...sae.labels import describe
 from ..sites.sampling import run_sampling
-from ..sites.tap import TapSpec, attach_tap
+from ..sites.any_site import attach_site, describe_site
+from ..sites.tap import TapSpec
 from .heatmap_draw import draw_heatmaps
 from .scan_recorder import ScanRecorder
 
 
-VAE_SCALE = 8  # FLUX's VAE: one latent pixel = 8x8 image pixels
+VAE_SCALE = 8  # FLUX's and SD1.5/SDXL's VAEs: one latent pixel = 8x8 image pixels
 
 
 def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, seed, cfg, sampler_name,
@@ -18,7 +19,7 @@ def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, s
     """One real sampling with a recording tap on a clone; returns the filled recorder (``recorder``, to add
     this sampling to what it already holds, or a new one)."""
     recorder = ScanRecorder(sae) if recorder is None else recorder
-    patched, _ = attach_tap(model, spec, recorder, d_in=sae.d_in)
+    patched, _ = attach_site(model, spec, recorder, d_in=sae.d_in)
     run_sampling(patched, positive, negative, latent, steps, seed, cfg, sampler_name, scheduler, progress, done)
     return checked(recorder, spec)
 
@@ -26,7 +27,7 @@ def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, s
 def checked(recorder: ScanRecorder, spec: TapSpec) -> ScanRecorder:
     """The recorder, once it holds something; a clear error when the site never ran."""
     if recorder.stats is None or recorder.stats.tokens == 0:
-        raise ValueError(f"the scan recorded nothing at site {spec.site} block {spec.block} (tokens={spec.tokens}): "
+        raise ValueError(f"the scan recorded nothing at site {describe_site(spec.site, spec.block)} (tokens={spec.tokens}): "
                          "the site never ran with a positive prompt")
     return recorder
 

@@ -1,26 +1,21 @@
-"""What the FLUX-site nodes share about choosing a site: the site/block/tokens inputs, ``auto`` read from
-the SAE's metadata, and strengths in units of a measured scale at that site."""
+"""What the site nodes share about choosing a site: the site/block/tokens inputs, ``auto`` read from the
+SAE's metadata, and strengths in units of a measured scale at that site. Which family a site belongs to,
+and its tap, is ``any_site``'s."""
 from __future__ import annotations
 
 from comfy_api.latest import io
 
 from ..steer.feature_spec import with_value
-from .flux_sites import SITE_NAMES, TOKEN_CHOICES, site_from_hook
+from .any_site import AUTO_SITE, FLUX, resolve_in, site_choices, site_key
+from .flux_sites import TOKEN_CHOICES
 
-AUTO_SITE = "auto"
 STRENGTH_UNITS = ["absolute", "× feature mean", "× token norm"]
 MAX_BLOCK = 63  # FLUX has 19 double and 38 single blocks; the model checks the real range
 
 
 def resolve_site(site: str, block: int, sae) -> tuple[str, int]:
-    """``auto`` takes site and block from the SAE's metadata (its training hook)."""
-    if site != AUTO_SITE:
-        return site, block
-    found = site_from_hook(sae.hook)
-    if found is None:
-        raise ValueError(f"site is 'auto' but the SAE's metadata names no FLUX site (hook={sae.hook!r}); "
-                         f"choose one of {', '.join(SITE_NAMES)} and the block")
-    return found
+    """FLUX sites only (SAE Steer FLUX, Harvest): ``auto`` takes site and block from the SAE's metadata."""
+    return resolve_in(FLUX, site, block, sae)
 
 
 def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, block: int, sae,
@@ -38,20 +33,31 @@ def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, blo
         return [with_value(e, e[1] * float(means[e[0]])) for e in features]
     if scale is None:
         raise ValueError(f"strength_unit {unit!r} needs the scale input: connect Measure Activation Scale's "
-                         f"scale measured at {site}[{block}]")
+                         f"scale measured at {site_key(site, block)}")
     if unit == "× token norm":
         norm = scale.token_norm(site, block, unit)
         return [with_value(e, e[1] * norm) for e in features]
     return [with_value(e, e[1] * scale.feature_mean(site, block, e[0], sae.d_sae, unit)) for e in features]
 
 
-def site_inputs(extra_sites: tuple[str, ...] = (), with_tokens: bool = True) -> list:
-    """The site/block/tokens inputs every FLUX-site node shares (``extra_sites`` add site choices)."""
+def site_input(choices: list[str] | None = None, extra_sites: tuple[str, ...] = ()):
+    """The ``site`` combo: ``choices`` (default: every family's sites), ``auto``, then ``extra_sites``."""
+    tooltip = ("Where the SAE reads and writes: a FLUX site (block below) or an SD1.5/SDXL spatial transformer by "
+               "its diffusers name (.update: output minus input); docs/sites.md. auto = from the SAE's metadata."
+               if choices is None else
+               "Where the SAE reads and writes (diffusers names in docs/sites.md); auto = from the SAE's metadata.")
+    options = (site_choices() if choices is None else list(choices)) + [AUTO_SITE, *extra_sites]
+    return io.Combo.Input("site", options=options, default="double.img.out", tooltip=tooltip)
+
+
+def site_inputs(extra_sites: tuple[str, ...] = (), with_tokens: bool = True, choices: list[str] | None = None) -> list:
+    """The site/block/tokens inputs every site node shares (``extra_sites`` add site choices; ``choices``
+    narrows the sites, e.g. to FLUX's for SAE Steer FLUX)."""
     inputs = [
-        io.Combo.Input("site", options=SITE_NAMES + [AUTO_SITE, *extra_sites], default="double.img.out",
-                       tooltip="Where the SAE reads and writes (diffusers names in docs/sites.md); auto = from the SAE's metadata."),
+        site_input(choices, extra_sites),
         io.Int.Input("block", default=0, min=0, max=MAX_BLOCK,
-                     tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1)."),
+                     tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1); UNet sites name "
+                             "their block and ignore this."),
     ]
     if with_tokens:
         inputs.append(io.Combo.Input("tokens", options=TOKEN_CHOICES, default="image",

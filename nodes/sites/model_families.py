@@ -46,7 +46,7 @@ _CONFIG_FAMILIES = {
     "Hunyuan3Dv2_1": "Hunyuan3D 2",
     "ACEStep": "ACE-Step",
 }
-# Families the site nodes can hook today (their site tables); the others get a clear error.
+# Families the FLUX-only site nodes (SAE Steer FLUX, Harvest) hook; the nodes on ``any_site`` name theirs.
 SITE_FAMILIES = ("FLUX.1",)
 
 
@@ -74,7 +74,7 @@ def describe_model(model) -> str:
     return f"{type(model.get_model_object('diffusion_model')).__name__} (unknown family)"
 
 
-def unsupported_family(model) -> ValueError:
-    """The one-line error for a MODEL the site nodes cannot hook, naming it and the families they can."""
+def unsupported_family(model, families: tuple[str, ...] = SITE_FAMILIES) -> ValueError:
+    """The one-line error for a MODEL a site node cannot hook, naming it and the ``families`` the node can."""
     return ValueError(f"this node's sites are not available for this model (family: {describe_model(model)}); "
-                      f"supported model families: {', '.join(SITE_FAMILIES)}")
+                      f"supported model families: {', '.join(families)}")

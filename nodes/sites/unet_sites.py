@@ -22,6 +22,11 @@ READS = ("out", "update")
 UPDATE_MARK = ".update"
 _HOOK = re.compile(r"(down_blocks\.\d+\.attentions\.\d+|mid_block\.attentions\.0|up_blocks\.\d+\.attentions\.\d+)"
                    r"(\.update)?$")
+# every spatial transformer of SD1.5 and SDXL by its diffusers name, each also as .update (a model has a subset)
+UNET_SITE_NAMES = ([f"down_blocks.{level}.attentions.{i}" for level in range(3) for i in range(2)]
+                   + ["mid_block.attentions.0"]
+                   + [f"up_blocks.{level}.attentions.{i}" for level in range(4) for i in range(3)])
+UNET_SITE_CHOICES = [name + suffix for name in UNET_SITE_NAMES for suffix in ("", UPDATE_MARK)]
 
 
 def _is(module, name: str) -> bool:
@@ -60,6 +65,18 @@ def unet_site_from_hook(hook: str | None) -> tuple[str, str] | None:
     if found is None or (found.start() > 0 and hook.strip()[found.start() - 1] not in "."):
         return None
     return found.group(1), "update" if found.group(2) else "out"
+
+
+def unet_choice(name: str, reads: str) -> str:
+    """The site-input spelling of (module, reads): ``up_blocks.0.attentions.1`` or ``up_blocks.0.attentions.1.update``."""
+    return name + (UPDATE_MARK if reads == "update" else "")
+
+
+def parse_unet_choice(site: str) -> tuple[str, str] | None:
+    """``"mid_block.attentions.0.update"`` -> ``("mid_block.attentions.0", "update")``: exactly a site-input
+    spelling (no prefix), else None."""
+    found = _HOOK.fullmatch(site or "")
+    return None if found is None else (found.group(1), "update" if found.group(2) else "out")
 
 
 def check_unet_site(model, site: str, reads: str, d_in: int | None = None):

@@ -17,10 +17,11 @@ from ...sae.contrast import contrast
 from ...sae.labels import describe
 from ..comfy_types import SAEScaleType, SAEType
 from ..scan.contrast_sets import conditioning_set, measure_sets
-from ..sites.choice import resolve_site, site_inputs
+from ..sites.any_site import attach_site, describe_site, resolve_site
+from ..sites.choice import site_inputs
 from ..sites.flux_sites import APPLY_TO_CHOICES
 from ..sites.sampling import run_sampling
-from ..sites.tap import TapSpec, attach_tap
+from ..sites.tap import TapSpec
 from .erase_callback import EraseCallback
 from .feature_spec import parse_features
 
@@ -134,7 +135,7 @@ class SAEConceptErase(io.ComfyNode):
     def execute(cls, model, sae, site, block, tokens, features, multiplier, push_to, threshold, threshold_value,
                 apply_to, top_n, latent=None, concept=None, neutral=None, clip=None, concept_prompts="",
                 neutral_prompts="", steps=4, seed=0, scale=None) -> io.NodeOutput:
-        site, block = resolve_site(site, block, sae)
+        site, block = resolve_site(model, site, block, sae)
         sets = [optional_set("concept", concept, concept_prompts, clip), optional_set("neutral", neutral, neutral_prompts, clip)]
         measure_spec = TapSpec(site, block, tokens, apply_to="positive")
         stats = [None, None]
@@ -148,11 +149,11 @@ class SAEConceptErase(io.ComfyNode):
         chosen, thresholds, targets, lines = erase_plan(sae, site, block, features, multiplier, push_to, threshold,
                                                         threshold_value, stats[0], stats[1], top_n, scale)
         spec = TapSpec(site, block, tokens, apply_to)
-        patched, _ = attach_tap(model, spec, EraseCallback(sae, chosen, thresholds, targets), d_in=sae.d_in)
-        report = [f"SAE Erase Concept at {site} block {block}, {apply_to}:"] + lines
+        patched, _ = attach_site(model, spec, EraseCallback(sae, chosen, thresholds, targets), d_in=sae.d_in)
+        report = [f"SAE Erase Concept at {describe_site(site, block)}, {apply_to}:"] + lines
         if sets[0]:  # preview: what erasing removes on the concept's own first conditioning
             preview = EraseCallback(sae, chosen, thresholds, targets, record=True)
-            tapped, _ = attach_tap(model, TapSpec(site, block, tokens, "positive"), preview, d_in=sae.d_in)
+            tapped, _ = attach_site(model, TapSpec(site, block, tokens, "positive"), preview, d_in=sae.d_in)
             run_sampling(tapped, sets[0][0], None, latent, steps, seed, 1.0, "euler", "simple")
             report += ["", "on the concept's first prompt, "] + removal_report(preview, chosen, sae.labels)
         text = "\n".join(report)

@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from ..comfy_types import SAEScaleType, SAEType
 from ..sites.choice import STRENGTH_UNITS, resolve_site, site_inputs
+from ..sites.flux_sites import SITE_NAMES
 from ..sites.tap import TapSpec, attach_tap
 from .feature_spec import MODE_NAMES
 from .steer_request import STEER_APPLY_TO, steer_request
@@ -21,7 +22,7 @@ class SAEFluxSteer(io.ComfyNode):
             inputs=[
                 io.Model.Input("model"),
                 SAEType.Input("sae"),
-                *site_inputs(),
+                *site_inputs(choices=SITE_NAMES),
                 io.String.Input("features", default="0", multiline=False,
                                 tooltip="22420, or a list with own strengths: 22420:2.0, 17:-1.5; labels (blue:2); red>blue:4 "
                                         "replaces red by blue where red is found."),

@@ -1,38 +1,26 @@
 """``SAESteer`` ("SAE Steer"): SAE Steer FLUX's inputs for every family the pack hooks.
 
-FLUX.1 sites go to ``SAEFluxSteer`` unchanged; SD1.5 / SDXL spatial transformers (diffusers names,
-``.update`` for the residual update) go through the UNet tap (``nodes/sites/unet_tap.py``) with the
-same steering callback, so mask, schedule and the CFG-signed choice work the same way.
+The site is resolved in the connected model's family and tapped through ``nodes/sites/any_site.py``:
+FLUX.1 sites as SAE Steer FLUX taps them; SD1.5 / SDXL spatial transformers (diffusers names,
+``.update`` for the residual update) through the UNet tap, with the same steering callback, so mask,
+schedule, the CFG-signed choice and the measured strength units work the same way.
 """
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..sites.choice import AUTO_SITE
-from ..sites.flux_sites import SITE_NAMES
-from ..sites.unet_sites import unet_site_from_hook
-from ..sites.unet_tap import UNetTapSpec, attach_unet_tap
+from ..sites.any_site import attach_site, resolve_site
+from ..sites.choice import site_input
+from ..sites.tap import TapSpec
 from .flux_steer_node import SAEFluxSteer
 from .steer_request import steer_request
-
-# every spatial transformer of SD1.5 and SDXL, by its diffusers name (each model has a subset: checked at run)
-UNET_SITES = ([f"down_blocks.{level}.attentions.{i}" for level in range(3) for i in range(2)]
-              + ["mid_block.attentions.0"]
-              + [f"up_blocks.{level}.attentions.{i}" for level in range(4) for i in range(3)])
-UNET_SITE_CHOICES = [name + suffix for name in UNET_SITES for suffix in ("", ".update")]
 
 
 class SAESteer(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        flux = SAEFluxSteer.define_schema()
-        inputs = []
-        for i in flux.inputs:  # the same inputs; the site list grows by the UNet sites
-            if i.id == "site":
-                i = io.Combo.Input("site", options=SITE_NAMES + UNET_SITE_CHOICES + [AUTO_SITE], default="double.img.out",
-                                   tooltip="FLUX sites (block chosen below) or an SD1.5/SDXL spatial transformer by "
-                                           "its diffusers name (.update: output minus input); auto = from the SAE.")
-            inputs.append(i)
+        # SAE Steer FLUX's inputs; the site list grows by the other families' sites
+        inputs = [site_input() if i.id == "site" else i for i in SAEFluxSteer.define_schema().inputs]
         return io.Schema(
             node_id="SAESteer",
             display_name="SAE Steer",
@@ -46,15 +34,10 @@ class SAESteer(io.ComfyNode):
     def execute(cls, model, sae, site, block, tokens, features, strength, mode, keep_error,
                 start_percent, end_percent, apply_to, scale=None, strength_unit="absolute", mask=None,
                 schedule="") -> io.NodeOutput:
-        if site == AUTO_SITE and unet_site_from_hook(sae.hook) is not None:
-            name, reads = unet_site_from_hook(sae.hook)
-            site = name + (".update" if reads == "update" else "")
-        if site not in UNET_SITE_CHOICES:
-            return SAEFluxSteer.execute(model, sae, site, block, tokens, features, strength, mode, keep_error,
-                                        start_percent, end_percent, apply_to, scale, strength_unit, mask, schedule)
-        name, reads = (site[:-len(".update")], "update") if site.endswith(".update") else (site, "out")
-        request = steer_request(sae, site, 0, features, strength, mode, keep_error, apply_to, scale, strength_unit,
-                                mask, schedule)
-        spec = UNetTapSpec(name, reads, request.apply_to, start_percent, end_percent, track_percent=request.track_percent)
-        patched, _ = attach_unet_tap(model, spec, request.callback, d_in=sae.d_in)
+        site, block = resolve_site(model, site, block, sae)
+        request = steer_request(sae, site, block, features, strength, mode, keep_error, apply_to, scale,
+                                strength_unit, mask, schedule)
+        spec = TapSpec(site, block, tokens, request.apply_to, start_percent, end_percent,
+                       track_percent=request.track_percent)
+        patched, _ = attach_site(model, spec, request.callback, d_in=sae.d_in)
         return io.NodeOutput(patched)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ...sae.labels import describe
 from ...sae.schedule import parse_schedule
+from ..sites.any_site import describe_site
 from ..sites.choice import in_units
 from ..sites.flux_sites import APPLY_TO_CHOICES
 from .feature_spec import Move, edits_for, parse_features
@@ -34,7 +35,7 @@ def steer_request(sae, site: str, block: int, features: str, strength: float, mo
         raise ValueError(f"apply_to {apply_to!r} is not one of {', '.join(STEER_APPLY_TO)}")
     parsed = parse_features(features, strength, sae.d_sae, labels=sae.labels)
     absolute = in_units(parsed, strength_unit, scale, site, block, sae, mode)
-    log.info("SAE Steer at %s block %d, %s: %s", site, block, mode,
+    log.info("SAE Steer at %s, %s: %s", describe_site(site, block), mode,
              ", ".join(f"{describe(e[0], sae.labels)} {e[1]:+.4g}"
                        + (f" where {describe(e.source, sae.labels)} was" if isinstance(e, Move) else "") for e in absolute))
     signed = apply_to == CFG_SIGNED

@@ -68,9 +68,13 @@ def test_strength_zero_and_an_empty_mask_are_bit_identical(unet):
 
 def test_unet_site_on_flux_and_flux_site_on_a_unet_are_refused(unet, tiny_flux):
     family, model = unet
-    with pytest.raises(ValueError, match="UNet sites need an SD1.5 or SDXL model"):
+    # one line naming the model's family and its sites (every site node: tests/node/test_any_site.py)
+    with pytest.raises(ValueError, match=rf"^site '{SITE}' is a UNet \(SD1.5/SDXL\) site; this model \(family: "
+                                         r"FLUX.1\) has the FLUX sites double.img.out, "):
         steer(tiny_flux, random_sae(64, 16, seed=1))
-    with pytest.raises(ValueError, match=f"family: {'SD1.5' if family == 'SD15' else family}"):
+    with pytest.raises(ValueError, match=rf"^site 'double.img.out' is a FLUX site; this model \(family: "
+                                         rf"{'SD1.5' if family == 'SD15' else family}\) has the UNet \(SD1.5/SDXL\) "
+                                         rf"sites down_blocks.0.attentions.0, "):
         steer(model, random_sae(width(model), 16, seed=1), site="double.img.out")
 
 

@@ -3,8 +3,6 @@ ComfyUI's own diffusers key map, capture and steering against plain torch hooks 
 (output, and output − input for update sites), CFG-half selection, strength-0 bit identity, errors."""
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
@@ -19,6 +17,7 @@ from comfyui_sae_steering.nodes.steer.steer_callback import SteerCallback
 from comfyui_sae_steering.nodes.sites.unet_sites import unet_site_from_hook, unet_sites
 from comfyui_sae_steering.nodes.sites.unet_tap import UNetTapSpec, attach_unet_tap
 from flux_capture import hooks_left, popular_features
+from unet_capture import module_io, tokens_of
 
 LATENT = torch.zeros(1, 4, 8, 8)
 
@@ -80,17 +79,6 @@ def test_full_size_tables_name_the_public_sae_blocks(family):
         assert model.diffusion_model.get_submodule(path).in_channels == width
 
 
-@contextlib.contextmanager
-def module_io(model, site, record):
-    """(input, output) of the site's module per forward, by a plain hook registered before the pack's."""
-    module = model.get_model_object("diffusion_model").get_submodule(unet_sites(model.get_model_object("diffusion_model"))[site])
-    handle = module.register_forward_hook(lambda m, inputs, out: record.append((inputs[0].clone(), out.clone())))
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def after_edit(patched, site, record):
     """What flows on from the site's module after the pack's hook: a hook registered after it, per forward."""
     def wrapper(executor, *args, **kwargs):
@@ -104,11 +92,6 @@ def after_edit(patched, site, record):
             handle.remove()
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_after", wrapper)
     return patched
-
-
-def tokens_of(t):
-    b, c, h, w = t.shape
-    return t.movedim(1, 3).reshape(b, h * w, c)
 
 
 @pytest.mark.parametrize("site", ["down_blocks.1.attentions.0", "mid_block.attentions.0", "up_blocks.0.attentions.1"])
