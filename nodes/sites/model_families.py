@@ -46,8 +46,11 @@ _CONFIG_FAMILIES = {
     "Hunyuan3Dv2_1": "Hunyuan3D 2",
     "ACEStep": "ACE-Step",
 }
-# Families the site nodes can hook today (their site tables); the others get a clear error.
-SITE_FAMILIES = ("FLUX.1",)
+# Families each site table hooks; the others get a clear error.
+FLUX_FAMILIES = ("FLUX.1", "FLUX.2", "Chroma")  # flux_sites.py + tap.py: double_blocks / single_blocks
+UNET_SITE_FAMILIES = ("SDXL", "SD1.5")  # unet_sites.py + unet_tap.py: spatial transformers
+DIT_FAMILIES = ("SD3/3.5", "Qwen-Image", "Lumina2", "Z-Image", "Wan 2.1", "Wan 2.2")  # dit_sites.py + dit_tap.py
+SITE_FAMILIES = FLUX_FAMILIES + UNET_SITE_FAMILIES + DIT_FAMILIES  # every family some site table hooks
 
 
 def model_family(model) -> str | None:
@@ -74,7 +77,7 @@ def describe_model(model) -> str:
     return f"{type(model.get_model_object('diffusion_model')).__name__} (unknown family)"
 
 
-def unsupported_family(model) -> ValueError:
-    """The one-line error for a MODEL the site nodes cannot hook, naming it and the families they can."""
+def unsupported_family(model, families: tuple[str, ...] = SITE_FAMILIES) -> ValueError:
+    """The one-line error for a MODEL a site node cannot hook, naming it and the ``families`` the node can."""
     return ValueError(f"this node's sites are not available for this model (family: {describe_model(model)}); "
-                      f"supported model families: {', '.join(SITE_FAMILIES)}")
+                      f"supported model families: {', '.join(families)}")
