@@ -205,6 +205,17 @@ def test_steering_matches_the_kernel_and_strength_zero_is_bit_identical(models, 
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
+def test_update_sites_in_bf16_stay_finite_and_steer(name):
+    """bf16 activations (as ComfyUI runs bf16 weights): the SAE maths in fp32, the edit cast back."""
+    model = build_tiny_dit(name, seed=0, dtype=torch.bfloat16)
+    sae = random_sae(d_in=dit_width(model), d_sae=64, k=6, seed=4)
+    patched, _ = attach_dit_tap(model, TapSpec(site_of(name, "img", "update"), BLOCK), SteerCallback(
+        sae, edits_for(parse_features("0:3.0, 1:-2.0", 1.0), "add where active")), d_in=sae.d_in)
+    steered = run(patched, name)
+    assert torch.isfinite(steered).all() and not torch.equal(steered, run(model, name))
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
 @pytest.mark.parametrize("apply_to", ["positive", "negative"])
 def test_apply_to_edits_only_that_half(models, name, apply_to):
     model = tiny(models, name)
