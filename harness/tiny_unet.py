@@ -22,27 +22,40 @@ TINY_UNET_CONFIGS["SD20"] = dict(TINY_UNET_CONFIGS["SD15"], use_linear_in_transf
 def build_tiny_unet(family: str = "SDXL", seed: int = 0, dtype: torch.dtype = torch.float32):
     """A ``ModelPatcher`` around a tiny UNet of ``family`` ("SD15", "SDXL"; "SD20": a family the site nodes
     refuse), weights drawn from ``seed``."""
-    import comfy.model_patcher
     import comfy.supported_models
 
     model_config = getattr(comfy.supported_models, family)(dict(TINY_UNET_CONFIGS[family], dtype=dtype))
     model_config.unet_config["num_head_channels"] = 16  # both families: heads of 16 channels
     model_config.unet_config["num_heads"] = -1
+    return tiny_patcher(model_config, seed, dtype)
+
+
+def tiny_patcher(model_config, seed: int, dtype: torch.dtype):
+    """The CPU ``ModelPatcher`` ComfyUI would make of ``model_config`` (a ``comfy.supported_models`` config), with
+    random weights from ``seed`` (``init_weights``) instead of a checkpoint's."""
+    import comfy.model_patcher
+
     model_config.set_inference_dtype(dtype, None)
     model = model_config.get_model({}, device=torch.device("cpu"))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.diffusion_model.named_parameters():
-            if param.ndim >= 2:  # fan-in scaling keeps every block's activations O(1)
-                std = 1.0 / math.sqrt(math.prod(param.shape[1:]))
-                param.copy_((torch.randn(param.shape, generator=generator) * std).to(param.dtype))
-            elif name.endswith("weight"):
-                param.fill_(1.0)  # GroupNorm / LayerNorm gains
-            else:
-                param.copy_((torch.randn(param.shape, generator=generator) * 0.02).to(param.dtype))
+    init_weights(model.diffusion_model, seed)
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
                                             offload_device=torch.device("cpu"))
+
+
+def init_weights(diffusion_model: torch.nn.Module, seed: int):
+    """Random weights drawn from ``seed`` that keep every block's activations O(1): fan-in scaled matrices,
+    norm gains (``weight`` / ``scale``) 1, small biases."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in diffusion_model.named_parameters():
+            if param.ndim >= 2:
+                std = 1.0 / math.sqrt(math.prod(param.shape[1:]))
+                param.copy_((torch.randn(param.shape, generator=generator) * std).to(param.dtype))
+            elif name.endswith(("weight", "scale")):
+                param.fill_(1.0)  # GroupNorm / LayerNorm / RMSNorm gains
+            else:
+                param.copy_((torch.randn(param.shape, generator=generator) * 0.02).to(param.dtype))
 
 
 def tiny_unet_conditioning(family: str, seed: int) -> list:

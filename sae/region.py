@@ -18,10 +18,12 @@ def as_mask_batch(mask: torch.Tensor) -> torch.Tensor:
     return mask.unsqueeze(0) if mask.dim() == 2 else mask
 
 
-def token_weights(mask: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """[B, H, W] mask -> [B, h * w] weights, one per image token in row-major grid order."""
-    h, w = grid
-    return F.adaptive_avg_pool2d(as_mask_batch(mask).unsqueeze(1), (h, w)).flatten(1)
+def token_weights(mask: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """[B, H, W] mask -> [B, h * w] weights, one per image token in row-major grid order. A video grid
+    (frames, h, w) weighs every frame alike: [B, frames * h * w], frame after frame."""
+    *frames, h, w = grid
+    weights = F.adaptive_avg_pool2d(as_mask_batch(mask).unsqueeze(1), (h, w)).flatten(1)
+    return weights.repeat(1, frames[0]) if frames else weights
 
 
 def weights_for_rows(weights: torch.Tensor, rows: torch.Tensor, per_chunk: int) -> torch.Tensor:

@@ -1,1 +1,2 @@
-"""Where the SAE reads and writes inside FLUX: the site table, the tap that hooks a site, the shared site inputs and short samplings."""
+"""Where the SAE reads and writes inside the model: the site tables (FLUX, UNets, DiTs), the taps that hook a site,
+the shared site inputs and short samplings."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model_families import SITE_FAMILIES, model_family, unsupported_family
+from .model_families import FLUX_FAMILIES, model_family, unsupported_family
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,10 @@ def site_from_hook(hook: str | None) -> tuple[str, int] | None:
 def flux_blocks(model):
     """The FLUX diffusion model behind a ModelPatcher; a clear error for anything else."""
     diffusion_model = model.get_model_object("diffusion_model")
-    family = model_family(model)  # a known non-FLUX.1 family is refused even where it has FLUX's block lists
-    if (family is not None and family not in SITE_FAMILIES) or not (
+    family = model_family(model)  # another known family is refused even where it has FLUX's block lists
+    if (family is not None and family not in FLUX_FAMILIES) or not (
             hasattr(diffusion_model, "double_blocks") and hasattr(diffusion_model, "single_blocks")):
-        raise unsupported_family(model)
+        raise unsupported_family(model, FLUX_FAMILIES)
     return diffusion_model
 
 

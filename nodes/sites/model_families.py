@@ -46,8 +46,11 @@ _CONFIG_FAMILIES = {
     "Hunyuan3Dv2_1": "Hunyuan3D 2",
     "ACEStep": "ACE-Step",
 }
-# Families the FLUX-only site nodes (SAE Steer FLUX, Harvest) hook; the nodes on ``any_site`` name theirs.
-SITE_FAMILIES = ("FLUX.1",)
+# Families each site table hooks; the others get a clear error.
+FLUX_FAMILIES = ("FLUX.1", "FLUX.2", "Chroma")  # flux_sites.py + tap.py: double_blocks / single_blocks
+UNET_SITE_FAMILIES = ("SDXL", "SD1.5")  # unet_sites.py + unet_tap.py: spatial transformers
+DIT_FAMILIES = ("SD3/3.5", "Qwen-Image", "Lumina2", "Z-Image", "Wan 2.1", "Wan 2.2")  # dit_sites.py + dit_tap.py
+SITE_FAMILIES = FLUX_FAMILIES + UNET_SITE_FAMILIES + DIT_FAMILIES  # every family some site table hooks
 
 
 def model_family(model) -> str | None:

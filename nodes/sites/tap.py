@@ -183,13 +183,17 @@ class SiteTap:
         return _ForwardState(TapEvent(self.spec, sigma, rows, (h, w), context.shape[1], cond_or_uncond,
                                       batch=x.shape[0], percent=percent))
 
+    def _token_ranges(self, stream_len: int, state: _ForwardState) -> tuple[slice, slice | None]:
+        """(handed-over token range within the stream, image tokens relative to it) in this forward."""
+        h, w = state.event.grid
+        return _token_range(self.site, self.spec, stream_len, state.event.txt_len, h * w)
+
     def _apply(self, stream: torch.Tensor, state: _ForwardState | None, channels: slice | None = None):
         """Hand the selected part of ``stream`` to the callback; put back what it returns."""
         if state is None or state.event is None:
             return stream
         full = stream if channels is None else stream[..., channels]
-        h, w = state.event.grid
-        tokens, image = _token_range(self.site, self.spec, full.shape[1], state.event.txt_len, h * w)
+        tokens, image = self._token_ranges(full.shape[1], state)
         event = dataclasses.replace(state.event, tokens=tokens, image_tokens=image)
         all_rows = event.rows.numel() == full.shape[0]
         selected = full[:, tokens] if all_rows else full[event.rows, tokens]
@@ -209,8 +213,10 @@ class SiteTap:
 
     # -- DIFFUSION_MODEL wrapper ---------------------------------------------------------------
     def __call__(self, executor, x, timestep, context, *args, **kwargs):
-        # DIFFUSION_MODEL wrappers get (x, timestep, context, y, guidance, ref_latents, control, transformer_options)
-        transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
+        # DIFFUSION_MODEL wrappers get the forward's arguments, transformer_options last: FLUX (x, timestep,
+        # context, y, guidance, ref_latents, control, transformer_options), Chroma (x, timestep, context,
+        # guidance, control, transformer_options)
+        transformer_options = kwargs.get("transformer_options", args[-1] if args else {})
         state = self._forward_state(x, context, transformer_options)
         states = transformer_options.setdefault(STATE_KEY, {})
         states[self.uid] = state
@@ -250,14 +256,19 @@ class SiteTap:
         if not active:
             return out
         out = dict(out)
-        if before is None:
-            out[key] = self._apply(out[key], state)
-            return out
-        update = out[key] - before
-        edited = self._apply(update, state)
-        if edited is not update:  # untouched tokens and rows: the output stays bit-identical
-            out[key] = out[key] + (edited - update)
+        out[key] = self._edit_output(out[key], before, state)
         return out
+
+    def _edit_output(self, output: torch.Tensor, before: torch.Tensor | None, state: _ForwardState):
+        """``output`` through the callback; with the block's input ``before`` (update sites) its update
+        ``output − before`` goes through instead, and the update's change is added to the output."""
+        if before is None:
+            return self._apply(output, state)
+        update = output - before
+        edited = self._apply(update, state)
+        if edited is update:  # untouched tokens and rows: the output stays bit-identical
+            return output
+        return output + (edited - update)
 
 
 class _BlockPatch:
@@ -287,8 +298,13 @@ def attach_tap(model, spec: TapSpec, callback: TapCallback, d_in: int | None = N
     if spec.reads_sampling:
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, tap.uid, _WindowReader(tap))
     if site.hook == "block":
-        key = (f"{site.block_type}_block", spec.block)
-        existing = patched.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
-        tap.previous = existing.get(key)
-        patched.set_model_patch_replace(_BlockPatch(tap), "dit", key[0], key[1])
+        install_block_patch(patched, tap, f"{site.block_type}_block", spec.block)
     return patched, tap
+
+
+def install_block_patch(patched, tap: SiteTap, block_type: str, block: int):
+    """Put ``tap``'s block patch at ``patches_replace["dit"][(block_type, block)]`` of ``patched``, chaining the
+    replacement already there (Skip Layer Guidance and other taps use the same keys)."""
+    existing = patched.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    tap.previous = existing.get((block_type, block))
+    patched.set_model_patch_replace(_BlockPatch(tap), "dit", block_type, block)

@@ -43,7 +43,8 @@ def test_tiny_models_are_named(tiny_flux):
 def test_site_nodes_name_an_unsupported_family(family, name):
     model = build_tiny_unet(family)
     sae = random_sae(d_in=64, d_sae=256, k=8, seed=3)
-    message = rf"^this node's sites are not available for this model \(family: {name}\); supported model families: FLUX.1$"
+    message = (rf"^this node's sites are not available for this model \(family: {name}\); supported model families: "
+               r"FLUX.1, FLUX.2, Chroma$")
     with pytest.raises(ValueError, match=message):
         SAEFluxSteer.execute(model=model, sae=sae, site="double.img.out", block=0, tokens="image", features="3",
                              strength=1.0, mode="add", keep_error=True, start_percent=0.0, end_percent=1.0,
