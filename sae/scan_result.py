@@ -1,6 +1,7 @@
 """The result of a feature scan: the top features' numbers, their maps, a table and a paste line."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -15,8 +16,8 @@ class ScanResult:
     mean: list[float]                   # mean z_f over the recorded tokens
     frequency: list[float]              # fraction of recorded tokens with z_f > 0
     max: list[float]                    # largest z_f seen
-    maps: torch.Tensor                  # [N, h, w] mean z_f per image position (float32, CPU)
-    grid: tuple[int, int]               # (h, w) image tokens
+    maps: torch.Tensor                  # [N, *grid] mean z_f per image position (float32, CPU)
+    grid: tuple[int, ...]               # (h, w) image tokens; (frames, h, w) for a video
     token_count: int                    # token observations behind the numbers (tokens x rows x forwards)
     contrast_mean: list[float] | None = None   # same features' means for the contrast prompt
     contrast_token_count: int = 0
@@ -67,18 +68,20 @@ class ScanResult:
         return out
 
 
-def scan_result(stats: FeatureStats, top_n: int, grid: tuple[int, int], contrast: FeatureStats | None = None,
+def scan_result(stats: FeatureStats, top_n: int, grid: tuple[int, ...], contrast: FeatureStats | None = None,
                 meta: dict | None = None) -> ScanResult:
-    """Rank by mean z_f (or by mean minus the contrast's mean) and gather the top features' numbers."""
+    """Rank by mean z_f (or by mean minus the contrast's mean) and gather the top features' numbers. ``grid``:
+    (h, w), or (frames, h, w) for a video (positions frame after frame, each frame row-major)."""
     mean = stats.mean()
     score = mean if contrast is None else mean - contrast.mean().to(mean.device)
     top = rank_features(score, top_n)
-    h, w = grid
+    grid = tuple(int(n) for n in grid)
     maps = stats.position_means(top)
-    maps = maps.reshape(len(top), h, w) if maps.shape[1] == h * w else torch.zeros(len(top), h, w, dtype=maps.dtype)
+    maps = (maps.reshape(len(top), *grid) if maps.shape[1] == math.prod(grid)
+            else torch.zeros(len(top), *grid, dtype=maps.dtype))
     pick = lambda t: [float(x) for x in t[top].cpu()]  # noqa: E731
     return ScanResult(
         features=[int(f) for f in top.cpu()], mean=pick(mean), frequency=pick(stats.frequency()),
-        max=pick(stats.max), maps=maps.float().cpu(), grid=(h, w), token_count=stats.tokens,
+        max=pick(stats.max), maps=maps.float().cpu(), grid=grid, token_count=stats.tokens,
         contrast_mean=None if contrast is None else pick(contrast.mean().to(mean.device)),
         contrast_token_count=0 if contrast is None else contrast.tokens, meta=dict(meta or {}))

@@ -1,10 +1,10 @@
 """``SAEActivationScale`` ("Measure Activation Scale"): measure a site's activations in a real short sampling.
 
 The measurement rides on ``comfy.sample.sample`` of a clone carrying recording taps (the same
-``attach_site`` that steers, so FLUX blocks and SD1.5/SDXL spatial transformers alike); the taps fold
-each forward into streaming statistics and hand the activations back untouched. Tokens are those
+``attach_site`` that steers, so FLUX blocks, SD1.5/SDXL spatial transformers and DiT blocks alike); the
+taps fold each forward into streaming statistics and hand the activations back untouched. Tokens are those
 ``SAESteer`` steers by default: the generated image's tokens (text streams: all text tokens; UNet: the
-level's h x w positions), both CFG halves, every step.
+level's h x w positions; Wan: frames x h x w), both CFG halves, every step.
 """
 from __future__ import annotations
 
@@ -65,8 +65,9 @@ class SAEActivationScale(io.ComfyNode):
             node_id="SAEActivationScale",
             display_name="Measure Activation Scale",
             category="sae_steering",
-            description="Run a short real sampling and measure the activations at a site of FLUX.1, SDXL or "
-                        "SD1.5 (or every block output): their scale, quantiles, token norms, and an SAE's firing and reconstruction. "
+            description="Run a short real sampling and measure the activations at a site of any hooked model "
+                        "family (FLUX, SDXL/SD1.5, SD3, Qwen-Image, Lumina2/Z-Image, Wan), or at every block "
+                        "output: their scale, quantiles, token norms, and an SAE's firing and reconstruction. "
                         "Choose steering strengths against these numbers.",
             inputs=[
                 io.Model.Input("model"),

@@ -6,6 +6,7 @@ a heatmap for each of the top ones. Only the positive half of classifier-free gu
 recorded (``apply_to="positive"``): the negative prompt's features are not the prompt's.
 With ``contrast`` a second sampling (same seed, latent, negative) runs with ``contrast`` as
 the positive prompt, and features are ranked by how much more they fire for ``positive``.
+At a video site (Wan: frames x h x w tokens) each feature's heatmap is its frames tiled on one sheet.
 """
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ class SAEFeatureScan(io.ComfyNode):
                 io.Conditioning.Input("contrast", optional=True,
                                       tooltip="Rank by how much more features fire for positive than for this prompt "
                                               "(a second sampling)."),
-                io.Image.Input("image", optional=True, tooltip="Draw the heatmaps over this image (its first frame)."),
+                io.Image.Input("image", optional=True,
+                               tooltip="Draw the heatmaps over this image (its first frame; at a video site each "
+                                       "tile over the frame of the same time)."),
             ],
             outputs=[
                 io.String.Output(display_name="features"),
@@ -75,7 +78,7 @@ class SAEFeatureScan(io.ComfyNode):
         log.info("SAE feature scan at %s: %d forwards, top %s", where, main.forwards, result.features[:8])
 
         if image is not None:
-            size, backdrop = (image.shape[1], image.shape[2]), image[0]
+            size, backdrop = (image.shape[1], image.shape[2]), image
         else:
             samples = latent["samples"]
             size, backdrop = (samples.shape[-2] * VAE_SCALE, samples.shape[-1] * VAE_SCALE), None

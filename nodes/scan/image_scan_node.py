@@ -77,4 +77,4 @@ class SAEImageFeatureScan(io.ComfyNode):
         remember_stats(sae, f"SAE Feature Scan (Image) at {where}", recorder.stats)
         log.info("SAE image feature scan at %s, sigma %.4g: top %s", where, sigma, result.features[:8])
         size = (image.shape[1], image.shape[2])
-        return io.NodeOutput(result.table(sae.labels), heatmaps_for(result, sae, size, image[0]), result)
+        return io.NodeOutput(result.table(sae.labels), heatmaps_for(result, sae, size, image), result)

@@ -11,7 +11,7 @@ from .heatmap_draw import draw_heatmaps
 from .scan_recorder import ScanRecorder
 
 
-VAE_SCALE = 8  # FLUX's and SD1.5/SDXL's VAEs: one latent pixel = 8x8 image pixels
+VAE_SCALE = 8  # FLUX.1's, SD's, SD3's, Lumina's and Wan 2.1's VAEs: one latent pixel = 8x8 image pixels (the drawing size)
 
 
 def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, seed, cfg, sampler_name,
@@ -33,6 +33,8 @@ def checked(recorder: ScanRecorder, spec: TapSpec) -> ScanRecorder:
 
 
 def heatmaps_for(result, sae, size: tuple[int, int], backdrop=None):
-    """The top features' maps drawn at ``size`` (over ``backdrop``, an image [H, W, C]), named with labels."""
+    """The top features' maps drawn at ``size`` (over ``backdrop``: an IMAGE batch, its first image, or for a video
+    grid its frames under the tiles of the same time), named with labels. A video grid gives one sheet of tiled
+    frames per feature (``heatmap_draw``)."""
     labels = [f"#{describe(f, sae.labels)}  peak {float(m.max()):.3g}" for f, m in zip(result.features, result.maps)]
     return draw_heatmaps(result.maps, size, labels, backdrop)

@@ -1,6 +1,8 @@
 """The tap callback that records: sparse SAE codes of the selected activations into ``FeatureStats``."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ...sae.feature_stats import FeatureStats
@@ -11,20 +13,21 @@ class ScanRecorder(SAECallback):
     """Encodes what the tap hands over and accumulates it; returns None, so nothing is changed.
 
     Holds the SAE by reference (clones share it) and follows the model to its device. The grid
-    (image positions) is learnt from the first forward; every later one must agree.
+    (image positions: (h, w), or (frames, h, w) for a video) is learnt from the first forward; every later
+    one must agree. Positions are the grid's cells in row-major order, frame after frame.
     """
 
     def __init__(self, sae):
         super().__init__(sae)
         self.stats: FeatureStats | None = None
-        self.grid: tuple[int, int] | None = None
+        self.grid: tuple[int, ...] | None = None
         self.forwards = 0
 
     def __call__(self, activations: torch.Tensor, event) -> None:
         self.follow(activations)
         if self.grid is None:
             self.grid = tuple(event.grid)
-            self.stats = FeatureStats(self.sae.d_sae, positions=self.grid[0] * self.grid[1])
+            self.stats = FeatureStats(self.sae.d_sae, positions=math.prod(self.grid))
         elif tuple(event.grid) != self.grid:
             raise ValueError(f"the image grid changed during the scan ({self.grid} -> {tuple(event.grid)} tokens)")
         rows, tokens, _ = activations.shape

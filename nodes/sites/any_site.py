@@ -11,7 +11,7 @@ rows of ``FAMILIES``:
 | name            | the site table's name in messages                                                  |
 | models          | the model families (``model_families.model_family``) it hooks                      |
 | choices         | the names it adds to the ``site`` input (every name the family can have)           |
-| uses_block      | whether the ``block`` input counts (FLUX: a block index; UNet: the name is the block) |
+| uses_block      | whether the ``block`` input counts (FLUX, DiT: a block index; UNet: the name is the block) |
 | owns            | site name -> whether it is this family's                                           |
 | fits            | MODEL -> whether this family's taps can hook it                                   |
 | from_hook       | an SAE's hook name -> (site, block), None when it names none of this family's     |
@@ -19,15 +19,20 @@ rows of ``FAMILIES``:
 | model_sites     | MODEL -> its sites, written out for error messages                                 |
 | block_outputs   | MODEL -> [(site, block, short label)] for Measure Activation Scale's ``all blocks`` |
 
-A new family (e.g. DiT: ``dit_site_choices``, ``dit_site_from_hook``, ``attach_dit_tap``) is one more row.
+Rows: FLUX (FLUX.1, FLUX.2, Chroma), UNet (SD1.5, SDXL), DiT (SD3/3.5, Qwen-Image, Lumina2, Z-Image, Wan 2.1/2.2).
+A new family is one more row. Site names never collide between rows; hook names do (``transformer_blocks.18``
+is FLUX's double block 18 and SD3's / Qwen's block 18), so ``auto`` reads the hook in the model's family.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .dit_sites import (FAMILY_TABLE as DIT_TABLE, READS as DIT_READS, dit_family, dit_site_choices,
+                        dit_site_from_hook, family_sites, parse_dit_choice)
+from .dit_tap import attach_dit_tap
 from .flux_sites import SITE_NAMES, SITES, site_from_hook
-from .model_families import describe_model, model_family, unsupported_family
+from .model_families import DIT_FAMILIES, FLUX_FAMILIES, describe_model, model_family, unsupported_family
 from .tap import TapCallback, TapSpec, attach_tap
 from .unet_sites import (UNET_FAMILIES, UNET_SITE_CHOICES, parse_unet_choice, unet_choice, unet_site_from_hook,
                          unet_sites)
@@ -52,10 +57,10 @@ class SiteFamily:
     profile_axis: str = "block"     # the x axis of the ``all blocks`` plot
 
 
-# -- FLUX.1: double and single blocks (nodes/sites/flux_sites.py, tap.py) ------------------------------
+# -- FLUX.1, FLUX.2, Chroma: double and single blocks (nodes/sites/flux_sites.py, tap.py) ---------------------
 def _flux_fits(model) -> bool:
     diffusion_model = model.get_model_object("diffusion_model")
-    return model_family(model) in (None, "FLUX.1") and hasattr(diffusion_model, "double_blocks") \
+    return model_family(model) in (None, *FLUX_FAMILIES) and hasattr(diffusion_model, "double_blocks") \
         and hasattr(diffusion_model, "single_blocks")
 
 
@@ -104,8 +109,29 @@ def _unet_outputs(model) -> Sites:
     return [(name, 0, _unet_short(name)) for name in unet_sites(model.get_model_object("diffusion_model"))]
 
 
+# -- SD3/3.5, Qwen-Image, Lumina2 / Z-Image, Wan 2.1 / 2.2: block lists by diffusers name (dit_sites.py, dit_tap.py)
+def _dit_fits(model) -> bool:
+    family = DIT_TABLE.get(model_family(model))
+    return family is not None and hasattr(model.get_model_object("diffusion_model"), family.blocks)
+
+
+def _dit_block_count(model) -> int:
+    return len(getattr(model.get_model_object("diffusion_model"), dit_family(model).blocks))
+
+
+def _dit_sites(model) -> str:
+    names = [f"{name}.{reads}" for name in family_sites(dit_family(model)) for reads in DIT_READS]
+    return f"{', '.join(names)} (blocks 0-{_dit_block_count(model) - 1})"
+
+
+def _dit_outputs(model) -> Sites:
+    """The main stream's output of every block (SD3 / Qwen: the image stream; Lumina: the joint one; Wan: the video)."""
+    site = f"{family_sites(dit_family(model))[0]}.out"
+    return [(site, i, str(i)) for i in range(_dit_block_count(model))]
+
+
 FLUX = SiteFamily(
-    name="FLUX", models=("FLUX.1",), choices=tuple(SITE_NAMES), uses_block=True, owns=SITES.__contains__,
+    name="FLUX", models=FLUX_FAMILIES, choices=tuple(SITE_NAMES), uses_block=True, owns=SITES.__contains__,
     fits=_flux_fits, from_hook=site_from_hook, attach=attach_tap, model_sites=_flux_sites,
     block_outputs=_flux_outputs, profile_axis="block (D = double, S = single)")
 UNET = SiteFamily(
@@ -113,7 +139,11 @@ UNET = SiteFamily(
     owns=lambda site: parse_unet_choice(site) is not None, fits=_unet_fits, from_hook=_unet_from_hook,
     attach=_unet_attach, model_sites=_unet_sites, block_outputs=_unet_outputs,
     profile_axis="spatial transformer (D = down, M = mid, U = up; level.index)")
-FAMILIES: tuple[SiteFamily, ...] = (FLUX, UNET)
+DIT = SiteFamily(
+    name="DiT", models=DIT_FAMILIES, choices=tuple(dit_site_choices()), uses_block=True,
+    owns=lambda site: parse_dit_choice(site) is not None, fits=_dit_fits, from_hook=dit_site_from_hook,
+    attach=attach_dit_tap, model_sites=_dit_sites, block_outputs=_dit_outputs)
+FAMILIES: tuple[SiteFamily, ...] = (FLUX, UNET, DIT)
 
 
 def site_choices(families: tuple[SiteFamily, ...] = FAMILIES) -> list[str]:
@@ -189,7 +219,8 @@ def profile_axis(model) -> str:
 
 
 def site_key(site: str, block: int) -> str:
-    """The name a measured site goes by: ``double.img.out[18]``; a site whose name is its block goes by the name."""
+    """The name a measured site goes by: ``double.img.out[18]``, ``transformer_blocks.update[18]`` (DiT); a site whose
+    name is its block (UNet) goes by the name."""
     owner = family_of_site(site)
     return site if owner is not None and not owner.uses_block else f"{site}[{block}]"
 

@@ -10,7 +10,9 @@ from .any_site import AUTO_SITE, FLUX, resolve_in, site_choices, site_key
 from .flux_sites import TOKEN_CHOICES
 
 STRENGTH_UNITS = ["absolute", "× feature mean", "× token norm"]
-MAX_BLOCK = 63  # FLUX has 19 double and 38 single blocks; the model checks the real range
+# the block input's range: the longest block list of a hooked family is Qwen-Image's 60 (FLUX.1: 19 double and
+# 38 single, FLUX.2 dev: 48 single, Wan 14B: 40); the connected model checks its own range
+MAX_BLOCK = 63
 
 
 def resolve_site(site: str, block: int, sae) -> tuple[str, int]:
@@ -42,8 +44,9 @@ def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, blo
 
 def site_input(choices: list[str] | None = None, extra_sites: tuple[str, ...] = ()):
     """The ``site`` combo: ``choices`` (default: every family's sites), ``auto``, then ``extra_sites``."""
-    tooltip = ("Where the SAE reads and writes: a FLUX site (block below) or an SD1.5/SDXL spatial transformer by "
-               "its diffusers name (.update: output minus input); docs/sites.md. auto = from the SAE's metadata."
+    tooltip = ("Where the SAE reads and writes: a FLUX site (block below), an SD1.5/SDXL spatial transformer by "
+               "its diffusers name, or a DiT block list (SD3/Qwen-Image transformer_blocks, Lumina2/Z-Image layers, "
+               "Wan blocks; block below); .update = output minus input. docs/sites.md. auto = from the SAE's metadata."
                if choices is None else
                "Where the SAE reads and writes (diffusers names in docs/sites.md); auto = from the SAE's metadata.")
     options = (site_choices() if choices is None else list(choices)) + [AUTO_SITE, *extra_sites]
@@ -56,10 +59,11 @@ def site_inputs(extra_sites: tuple[str, ...] = (), with_tokens: bool = True, cho
     inputs = [
         site_input(choices, extra_sites),
         io.Int.Input("block", default=0, min=0, max=MAX_BLOCK,
-                     tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1); UNet sites name "
-                             "their block and ignore this."),
+                     tooltip="Block index within its kind (double 0-18, single 0-37 on FLUX.1) or list (Qwen-Image "
+                             "0-59, SD3.5 Large 0-37, Wan 14B 0-39); UNet sites name their block and ignore this."),
     ]
     if with_tokens:
         inputs.append(io.Combo.Input("tokens", options=TOKEN_CHOICES, default="image",
-                                     tooltip="Single-block sites: which tokens. Image streams: 'all' also takes Kontext reference tokens."))
+                                     tooltip="Single-block and Lumina sites: which tokens. Image streams: 'all' also "
+                                             "takes reference tokens (Kontext, Qwen-Image Edit, Wan's extra frames)."))
     return inputs

@@ -1,9 +1,10 @@
 """``SAESteer`` ("SAE Steer"): SAE Steer FLUX's inputs for every family the pack hooks.
 
 The site is resolved in the connected model's family and tapped through ``nodes/sites/any_site.py``:
-FLUX.1 sites as SAE Steer FLUX taps them; SD1.5 / SDXL spatial transformers (diffusers names,
-``.update`` for the residual update) through the UNet tap, with the same steering callback, so mask,
-schedule, the CFG-signed choice and the measured strength units work the same way.
+FLUX.1 / FLUX.2 / Chroma sites as SAE Steer FLUX taps them; SD1.5 / SDXL spatial transformers (diffusers
+names, ``.update`` for the residual update) through the UNet tap; SD3/3.5, Qwen-Image, Lumina2, Z-Image and
+Wan blocks (``transformer_blocks.out`` with ``block``, ...) through the DiT tap. Every family gets the same
+steering callback, so mask, schedule, the CFG-signed choice and the measured strength units work the same way.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class SAESteer(io.ComfyNode):
             node_id="SAESteer",
             display_name="SAE Steer",
             category="sae_steering",
-            description="Steer SAE features at one site of FLUX.1, SDXL or SD1.5 during sampling (on a clone of the model).",
+            description="Steer SAE features at one site of FLUX.1/FLUX.2/Chroma, SDXL/SD1.5, SD3/3.5, Qwen-Image, "
+                        "Lumina2/Z-Image or Wan during sampling (on a clone of the model).",
             inputs=inputs,
             outputs=[io.Model.Output()],
         )

@@ -15,6 +15,7 @@ from comfyui_sae_steering.nodes.scan.feature_contrast_node import SAEFeatureCont
 from comfyui_sae_steering.nodes.scan.feature_scan_node import SAEFeatureScan
 from comfyui_sae_steering.nodes.scan.image_scan_node import SAEImageFeatureScan
 from comfyui_sae_steering.nodes.sites import any_site
+from comfyui_sae_steering.nodes.sites.dit_sites import dit_site_choices
 from comfyui_sae_steering.nodes.sites.flux_sites import SITE_NAMES
 from comfyui_sae_steering.nodes.sites.tap import TapSpec
 from comfyui_sae_steering.nodes.sites.unet_sites import UNET_SITE_CHOICES
@@ -27,6 +28,7 @@ TINY_UNET_SITES = ("down_blocks.0.attentions.0, down_blocks.1.attentions.0, mid_
                    "up_blocks.0.attentions.0, up_blocks.0.attentions.1, up_blocks.1.attentions.0, "
                    "up_blocks.1.attentions.1 (each also as .update)")
 FLUX_SITES = ", ".join(SITE_NAMES) + " (blocks: double 0-1, single 0-1)"
+EVERY_SITE = SITE_NAMES + UNET_SITE_CHOICES + dit_site_choices()
 
 
 @pytest.fixture
@@ -35,15 +37,23 @@ def unet(tiny_unet):
 
 
 def test_the_table_names_each_site_once():
-    assert any_site.site_choices() == SITE_NAMES + UNET_SITE_CHOICES
-    assert [f.name for f in any_site.FAMILIES] == ["FLUX", "UNet (SD1.5/SDXL)"]
+    assert any_site.site_choices() == EVERY_SITE
+    assert len(set(EVERY_SITE)) == len(EVERY_SITE)
+    assert [f.name for f in any_site.FAMILIES] == ["FLUX", "UNet (SD1.5/SDXL)", "DiT"]
+    assert [f.models for f in any_site.FAMILIES] == [
+        ("FLUX.1", "FLUX.2", "Chroma"), ("SDXL", "SD1.5"),
+        ("SD3/3.5", "Qwen-Image", "Lumina2", "Z-Image", "Wan 2.1", "Wan 2.2")]
     for name in SITE_NAMES:
         assert any_site.family_of_site(name) is any_site.FLUX
     for name in UNET_SITE_CHOICES:
         assert any_site.family_of_site(name) is any_site.UNET
-    for name in ("auto", "all blocks", "unet.mid_block.attentions.0", "mid_block.attentions.0.out", "double.img"):
+    for name in dit_site_choices():
+        assert any_site.family_of_site(name) is any_site.DIT
+    for name in ("auto", "all blocks", "unet.mid_block.attentions.0", "mid_block.attentions.0.out", "double.img",
+                 "transformer_blocks", "transformer_blocks.18", "blocks.out.3"):
         assert any_site.family_of_site(name) is None
     assert any_site.site_key("double.img.out", 3) == "double.img.out[3]"
+    assert any_site.site_key("layers.update", 3) == "layers.update[3]"
     assert any_site.site_key("mid_block.attentions.0.update", 3) == "mid_block.attentions.0.update"
     assert any_site.describe_site("single.out", 2) == "single.out block 2"
     assert any_site.describe_site("up_blocks.0.attentions.1", 2) == "up_blocks.0.attentions.1"
@@ -53,7 +63,7 @@ def test_the_table_names_each_site_once():
                                   SAEFeatureContrast, SAEConceptErase])
 def test_site_nodes_offer_every_family(node):
     site = next(i for i in node.define_schema().inputs if i.id == "site")
-    assert site.options[:len(SITE_NAMES) + len(UNET_SITE_CHOICES) + 1] == SITE_NAMES + UNET_SITE_CHOICES + ["auto"]
+    assert site.options[:len(EVERY_SITE) + 1] == EVERY_SITE + ["auto"]
     assert site.default == "double.img.out"
 
 
@@ -161,7 +171,7 @@ def test_a_family_no_table_covers_is_refused_naming_the_hooked_ones():
     from comfyui_sae_steering.harness.tiny_unet import build_tiny_unet
     model = build_tiny_unet("SD20")
     message = (r"^this node's sites are not available for this model \(family: SD2.x\); supported model families: "
-               r"FLUX.1, SDXL, SD1.5$")
+               r"FLUX.1, FLUX.2, Chroma, SDXL, SD1.5, SD3/3.5, Qwen-Image, Lumina2, Z-Image, Wan 2.1, Wan 2.2$")
     calls = node_calls(model, random_sae(d_in=64, d_sae=32, k=4), "mid_block.attentions.0",
                        tiny_unet_conditioning("SD15", 1), {"samples": torch.zeros(1, 4, 8, 8)}, None)
     for node in NODE_NAMES:

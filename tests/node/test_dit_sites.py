@@ -6,111 +6,19 @@ reference image, Qwen's reference latents); the step window; one-line errors; ho
 FLUX.2 and Chroma go through the FLUX table and tap (``attach_tap``), checked the same way."""
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
-import comfy.patcher_extension
-
 from comfyui_sae_steering.harness.sae_factory import random_sae
 from comfyui_sae_steering.harness.tiny_dit import build_tiny_dit, tiny_dit_conditioning, tiny_dit_latent
-from comfyui_sae_steering.harness.tiny_flux import sample
 from comfyui_sae_steering.nodes.sites.dit_sites import dit_site_choices, dit_site_from_hook, dit_width
 from comfyui_sae_steering.nodes.sites.dit_tap import attach_dit_tap
 from comfyui_sae_steering.nodes.sites.model_families import model_family
 from comfyui_sae_steering.nodes.sites.tap import TapSpec, attach_tap
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from comfyui_sae_steering.nodes.steer.steer_callback import SteerCallback
+from dit_capture import BLOCK, FAMILIES, block_io, image_tokens, new_record, record_rows, run, site_of
 from flux_capture import hooks_left
-
-# tiny config -> (family, ComfyUI's block list, the image site), written here from ComfyUI's code, not the pack's table
-FAMILIES = {
-    "SD3": ("SD3/3.5", "joint_blocks", "transformer_blocks"),
-    "QwenImage": ("Qwen-Image", "transformer_blocks", "transformer_blocks"),
-    "Lumina2": ("Lumina2", "layers", "layers"),
-    "ZImage": ("Z-Image", "layers", "layers"),
-    "WAN21_T2V": ("Wan 2.1", "blocks", "blocks"),
-    "WAN22_T2V": ("Wan 2.2", "blocks", "blocks"),
-}
-BLOCK = 0  # every tiny model has a block after it, whose input is what flows on
-
-
-def run(model, name, steps=2, cfg=2.0, seed=3, positive=None, negative=None):
-    positive = positive or tiny_dit_conditioning(name, 1)
-    negative = negative or tiny_dit_conditioning(name, 2)
-    return sample(model, positive, negative, latent=tiny_dit_latent(name), steps=steps, cfg=cfg, seed=seed)
-
-
-def blocks(model, name):
-    return getattr(model.get_model_object("diffusion_model"), FAMILIES[name][1])
-
-
-def stream_in(name, stream, args, kwargs):
-    """The stream a block is given: SD3 block(context, x), Qwen block(hidden_states=, encoder_hidden_states=),
-    Lumina layer(x, ...), Wan block(x, ...)."""
-    if name == "SD3":
-        return args[1] if stream == "img" else args[0]
-    if name == "QwenImage":
-        return kwargs["hidden_states" if stream == "img" else "encoder_hidden_states"]
-    return args[0]
-
-
-def stream_out(name, stream, output):
-    """SD3 and Qwen blocks return (text, image); Lumina and Wan the stream."""
-    if name in ("SD3", "QwenImage"):
-        return output[1] if stream == "img" else output[0]
-    return output
-
-
-@contextlib.contextmanager
-def block_io(model, name, block, stream, record):
-    """(input, output) of the block's stream per forward, and what the next block is given (``record["next"]``),
-    copied by plain hooks registered before sampling: they see the unpatched block."""
-    pending = []
-    module, following = blocks(model, name)[block], blocks(model, name)[block + 1]
-    handles = [
-        module.register_forward_pre_hook(lambda m, a, k: pending.append(stream_in(name, stream, a, k).clone()),
-                                         with_kwargs=True),
-        module.register_forward_hook(lambda m, a, k, out: record["io"].append(
-            (pending.pop(), stream_out(name, stream, out).clone())), with_kwargs=True),
-        following.register_forward_pre_hook(
-            lambda m, a, k: record["next"].append(stream_in(name, stream, a, k).clone()), with_kwargs=True),
-    ]
-    if name in ("Lumina2", "ZImage"):  # the caption's length in the joint stream, from the caption refiner
-        handles.append(model.get_model_object("diffusion_model").context_refiner[-1].register_forward_hook(
-            lambda m, a, out: record["caption"].append(out.shape[1])))
-    try:
-        yield record
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def new_record():
-    return {"io": [], "next": [], "caption": [], "rows": []}
-
-
-def record_rows(patched, record):
-    """cond_or_uncond of every forward (an APPLY_MODEL wrapper of the test's own)."""
-    def wrapper(executor, *args, **kwargs):
-        record["rows"].append(list(args[5]["cond_or_uncond"]))
-        return executor(*args, **kwargs)
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test_rows", wrapper)
-    return patched
-
-
-def image_tokens(name, record) -> slice:
-    """The generated image's tokens in the image (or joint) stream: frames x h x w after the caption."""
-    shape = tiny_dit_latent(name).shape
-    count = (shape[2] if len(shape) == 5 else 1) * ((shape[-2] + 1) // 2) * ((shape[-1] + 1) // 2)
-    start = record["caption"][0] if record["caption"] else 0
-    return slice(start, start + count)
-
-
-def site_of(name, stream, reads):
-    return f"{FAMILIES[name][2]}{'.context' if stream == 'txt' else ''}.{reads}"
-
 
 # (config, stream, reads): both streams of SD3 and Qwen-Image, the one stream of the others
 ALL_CASES = [(name, stream, reads) for name in FAMILIES for stream in ("img", "txt") for reads in ("out", "update")
