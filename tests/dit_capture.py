@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 
-import torch
-
 import comfy.patcher_extension
 
 from comfyui_sae_steering.harness.tiny_dit import tiny_dit_conditioning, tiny_dit_latent
