@@ -1,7 +1,7 @@
 """What steering at one site costs in each model family, next to the bare SAE encoder matmul on the same tokens.
 
-Per family (FLUX.1 and the SDXL / SD1.5 UNets, tiny models built as ComfyUI builds them; a new family is one
-more row of ``CASES``), one site is steered through the real ``SAESteer`` node (``add where active``: the full
+Per family (FLUX.1, FLUX.2, Chroma, the SDXL / SD1.5 UNets, SD3/3.5, Qwen-Image, Lumina2, Z-Image, Wan 2.1 and
+Wan 2.2: tiny models built as ComfyUI builds them; a new family is one more row of ``CASES``), one site is steered through the real ``SAESteer`` node (``add where active``: the full
 encode, then the edit) during real ``comfy.sample.sample`` runs (euler, cfg 1: one forward per step). A probe
 tap on the same site first records the tokens each forward hands over; the bare matmul ``x @ W_enc.T`` runs on
 tensors of exactly those shapes. Variants are interleaved round by round, timed in process CPU seconds (a
@@ -14,11 +14,13 @@ shared machine's neighbours barely move them); printed are ratios of medians onl
   difference to the column before is the tap's own share (token selection, reshapes, copies);
 - steered / plain sampling: the whole sampling's slowdown (tiny models: small and noisy; it shrinks with depth).
 
+Every site has the same tokens per forward (a 1/16 grid of the image; Wan: 4 frames of a 1/32 grid) and width 64,
+except Z-Image, whose narrowest width is 256 (its modulation fixes a 256-wide time embedding).
 At these tiny widths (64) the top-k and the elementwise work over [tokens, d_sae] weigh several matmuls, since the
 matmul's cost grows with the width and they do not; at real widths (1280, 3072) the matmul dominates
 (docs/benchmarks.md: steer / matmul about 1.2 at width 1024).
 
-    python bench/family_overhead.py                 # 256 px, 2 steps, 7 rounds: about 20 s on 2 CPU cores
+    python bench/family_overhead.py                 # 256 px, 2 steps, 7 rounds: about a minute on 2 CPU cores
     python bench/family_overhead.py --quick         # 64 px, 1 step, 1 round: seconds (what the tests run)
 """
 from __future__ import annotations
@@ -62,6 +64,23 @@ def _unet(family: str):
     return build
 
 
+def _dit(name: str, frames: int = 0, divisor: int = 8, **overrides):
+    """A tiny model of ``TINY_DITS[name]`` (``overrides`` change its unet_config) and an empty latent whose sides are
+    the image's divided by ``divisor``, with ``frames`` frames (0: the family's own layout)."""
+    def build(size: int):
+        from comfyui_sae_steering.harness.tiny_dit import build_tiny_dit, tiny_dit_conditioning, tiny_dit_latent
+        channels, *layout = tiny_dit_latent(name).shape[1:]
+        depth = [frames] if frames else layout[:-2]  # Wan: frames; Qwen-Image: its 1-frame axis
+        latent = torch.zeros(1, channels, *depth, size // divisor, size // divisor)
+        return build_tiny_dit(name, seed=0, **overrides), tiny_dit_conditioning(name, 1), latent
+    return build
+
+
+# SD3's width is 64 x depth: depth 1 (one head of 64) over 3 joint blocks, its context embedder 64 wide to match
+_SD3_64 = dict(depth=1, context_embedder_config={"target": "torch.nn.Linear",
+                                                 "params": {"in_features": 32, "out_features": 64}})
+
+
 @dataclass(frozen=True)
 class Case:
     family: str                         # as printed
@@ -71,11 +90,20 @@ class Case:
     tap: Callable[[], tuple]            # -> (tap class, method): the tap's work on the activations at the site
 
 
-# sites of the same width (64) and tokens (a 1/16 grid of the image) in every family: the same matmul
+# sites of the same width (64; Z-Image 256) and tokens (a 1/16 grid of the image) in every family: the same matmul.
+# The DiT taps are the FLUX tap's machinery (DiTTap is a SiteTap): the same method does the work on the activations.
 CASES = (
     Case("FLUX.1 (tiny, hidden 64)", "double.img.out", 0, _flux, _flux_tap),
     Case("SDXL (tiny UNet)", "up_blocks.0.attentions.1", 0, _unet("SDXL"), _unet_tap),
     Case("SD1.5 (tiny UNet)", "up_blocks.0.attentions.1", 0, _unet("SD15"), _unet_tap),
+    Case("SD3/3.5 (tiny, width 64)", "transformer_blocks.out", 0, _dit("SD3", **_SD3_64), _flux_tap),
+    Case("Qwen-Image (tiny, width 64)", "transformer_blocks.out", 0, _dit("QwenImage"), _flux_tap),
+    Case("Lumina2 (tiny, width 64)", "layers.out", 0, _dit("Lumina2"), _flux_tap),
+    Case("Z-Image (tiny, width 256)", "layers.out", 0, _dit("ZImage"), _flux_tap),
+    Case("Wan 2.1 (tiny, 4 frames)", "blocks.out", 0, _dit("WAN21_T2V", frames=4, divisor=16), _flux_tap),
+    Case("Wan 2.2 (tiny, 4 frames)", "blocks.out", 0, _dit("WAN22_T2V", frames=4, divisor=16), _flux_tap),
+    Case("FLUX.2 (tiny, hidden 64)", "double.img.out", 0, _dit("Flux2", divisor=16), _flux_tap),
+    Case("Chroma (tiny, hidden 64)", "double.img.out", 0, _dit("Chroma"), _flux_tap),
 )
 QUICK = dict(size=64, steps=1, repeats=1)
 
