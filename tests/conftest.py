@@ -106,6 +106,16 @@ def tiny_unet(request):
     return request.param, build_tiny_unet(request.param, seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_dit():
+    """``tiny_dit(name)``: the tiny model ``harness/tiny_dit.TINY_DITS[name]`` (weights from seed 0), built once per
+    session and shared: the tests patch only clones of it, and check that."""
+    import functools
+
+    from comfyui_sae_steering.harness.tiny_dit import build_tiny_dit
+    return functools.cache(lambda name: build_tiny_dit(name, seed=0))
+
+
 @pytest.fixture
 def tiny_flux():
     from comfyui_sae_steering.harness.tiny_flux import build_tiny_flux

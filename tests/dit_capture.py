@@ -118,3 +118,15 @@ def grid_of(name) -> tuple[int, ...]:
     shape, patch = tiny_dit_latent(name).shape, FLUX_LIKE[name][3] if name in FLUX_LIKE else 2
     grid = (-(-shape[-2] // patch), -(-shape[-1] // patch))
     return (shape[2], *grid) if name.startswith("WAN") else grid
+
+
+def edited_output(inp, out, tokens: slice, reads: str, edit):
+    """What the block should hand on when ``edit`` changes the site's tokens: the output with its tokens edited
+    (``out`` sites), or with the edit's change of the update (output − input) added (``update`` sites)."""
+    expected = out.clone()
+    if reads == "update":
+        update = (out - inp)[:, tokens]
+        expected[:, tokens] = out[:, tokens] + (edit(update) - update)
+    else:
+        expected[:, tokens] = edit(out[:, tokens])
+    return expected

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from comfyui_sae_steering.harness.sae_factory import random_sae
-from comfyui_sae_steering.harness.tiny_dit import build_tiny_dit, tiny_dit_conditioning, tiny_dit_latent
+from comfyui_sae_steering.harness.tiny_dit import tiny_dit_conditioning, tiny_dit_latent
 from comfyui_sae_steering.harness.tiny_flux import empty_latent, tiny_conditioning
 from comfyui_sae_steering.harness.tiny_unet import build_tiny_vae
 from comfyui_sae_steering.nodes.measure.activation_scale_node import ALL_BLOCKS, SAEActivationScale
@@ -30,25 +30,14 @@ from comfyui_sae_steering.nodes.steer.concept_erase_node import SAEConceptErase
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from comfyui_sae_steering.nodes.steer.sae_steer_node import SAESteer
 from comfyui_sae_steering.sae.erase import erase_deltas
-from dit_capture import (FAMILIES, FLUX_LIKE, block_io, blocks, grid_of, image_tokens, new_record, record_rows, run,
-                         site_of)
+from dit_capture import (FAMILIES, FLUX_LIKE, block_io, blocks, edited_output, grid_of, image_tokens, new_record,
+                         record_rows, run, site_of)
 from flux_capture import hooks_left
 from test_activation_scale import KEYS, SAE_KEYS, check_against_numpy
 from test_feature_contrast import by_hand
 
 ALL = list(FAMILIES) + list(FLUX_LIKE)  # every family the DiT row and the FLUX row (FLUX.2, Chroma) add
 FAMILY = {name: entry[0] for name, entry in {**FAMILIES, **FLUX_LIKE}.items()}
-
-
-@pytest.fixture(scope="module")
-def models():
-    return {}
-
-
-def tiny(models, name):
-    if name not in models:
-        models[name] = build_tiny_dit(name, seed=0)
-    return models[name]
 
 
 def width(model) -> int:
@@ -77,8 +66,8 @@ def positive_of(rows: list[int], batch: int) -> torch.Tensor:
 # -- SAE Steer ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("reads", ["out", "update"])
-def test_sae_steer_edits_exactly_the_block_and_strength_zero_changes_nothing(models, name, reads):
-    model = tiny(models, name)
+def test_sae_steer_edits_exactly_the_block_and_strength_zero_changes_nothing(tiny_dit, name, reads):
+    model = tiny_dit(name)
     site = site_of(name, "img", reads)
     sae = random_sae(d_in=width(model), d_sae=64, k=6, seed=4)
     plain = run(model, name, steps=2)
@@ -93,12 +82,7 @@ def test_sae_steer_edits_exactly_the_block_and_strength_zero_changes_nothing(mod
     tokens = image_tokens(name, record)
     assert len(record["io"]) == len(record["next"]) == 1
     (inp, out), flowed = record["io"][0], record["next"][0]
-    expected = out.clone()
-    if reads == "update":
-        update = (out - inp)[:, tokens]
-        expected[:, tokens] = out[:, tokens] + (sae.steer(update, edits) - update)
-    else:
-        expected[:, tokens] = sae.steer(out[:, tokens], edits)
+    expected = edited_output(inp, out, tokens, reads, lambda x: sae.steer(x, edits))
     torch.testing.assert_close(flowed, expected, rtol=1e-5, atol=1e-5)
     outside = torch.ones(out.shape[1], dtype=torch.bool)
     outside[tokens] = False
@@ -110,8 +94,8 @@ def test_sae_steer_edits_exactly_the_block_and_strength_zero_changes_nothing(mod
 
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("apply_to", ["positive", "negative"])
-def test_sae_steer_edits_only_the_chosen_cfg_half(models, name, apply_to):
-    model = tiny(models, name)
+def test_sae_steer_edits_only_the_chosen_cfg_half(tiny_dit, name, apply_to):
+    model = tiny_dit(name)
     sae = random_sae(d_in=width(model), d_sae=64, k=6, seed=4)
     patched = record_rows(steer(model, sae, site_of(name, "img", "out"), features="0:3.0", mode="add",
                                 apply_to=apply_to), record := new_record())
@@ -123,8 +107,8 @@ def test_sae_steer_edits_only_the_chosen_cfg_half(models, name, apply_to):
         assert torch.equal((flowed != out).flatten(1).any(1), chosen)
 
 
-def test_a_video_mask_steers_the_same_region_of_every_frame(models):
-    model = tiny(models, "WAN21_T2V")
+def test_a_video_mask_steers_the_same_region_of_every_frame(tiny_dit):
+    model = tiny_dit("WAN21_T2V")
     mask = torch.zeros(64, 64)
     mask[32:] = 1.0  # the bottom half of every frame
     patched = steer(model, random_sae(d_in=64, d_sae=64, k=6, seed=4), "blocks.update", features="0:3.0", mode="add",
@@ -152,8 +136,8 @@ def site_tokens(name, reads, record) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_measure_at_a_dit_site_and_steer_in_its_units(models, name):
-    model = tiny(models, name)
+def test_measure_at_a_dit_site_and_steer_in_its_units(tiny_dit, name):
+    model = tiny_dit(name)
     block = 1  # the site's key names its block
     site = site_of(name, "img", "update")
     sae = random_sae(d_in=width(model), d_sae=128, k=8, seed=3)
@@ -187,8 +171,8 @@ def test_measure_at_a_dit_site_and_steer_in_its_units(models, name):
 
 
 @pytest.mark.parametrize("name", ["SD3", "Lumina2", "WAN21_T2V"])
-def test_all_blocks_of_a_dit_and_the_sae_at_its_own_site(models, name):
-    model = tiny(models, name)
+def test_all_blocks_of_a_dit_and_the_sae_at_its_own_site(tiny_dit, name):
+    model = tiny_dit(name)
     image_site = FAMILIES[name][2]
     count = len(blocks(model, name))
     sae = random_sae(d_in=width(model), d_sae=64, k=6, seed=2, hook=f"transformer.{image_site}.1.update")
@@ -219,8 +203,8 @@ def scan(model, sae, name, site, **overrides):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_feature_scan_at_a_dit_site_maps_every_image_position(models, name):
-    model = tiny(models, name)
+def test_feature_scan_at_a_dit_site_maps_every_image_position(tiny_dit, name):
+    model = tiny_dit(name)
     sae = random_sae(d_in=width(model), d_sae=128, k=8, seed=3)
     with block_io(model, name, 0, "img", new_record()) as record:
         text, heatmaps, result = scan(record_rows(model.clone(), record), sae, name, site_of(name, "img", "out"))
@@ -276,8 +260,8 @@ def test_video_heatmaps_tile_the_frames_each_over_its_own_frame():
         torch.testing.assert_close(over[0, ys, xs][below_label], as_drawn(video[frame][below_label]), rtol=0, atol=1e-6)
 
 
-def test_image_feature_scan_at_an_sd3_site(models):
-    model = tiny(models, "SD3")
+def test_image_feature_scan_at_an_sd3_site(tiny_dit):
+    model = tiny_dit("SD3")
     sae = random_sae(d_in=width(model), d_sae=128, k=8, seed=4)
     image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
     with block_io(model, "SD3", 1, "img", new_record()) as record:
@@ -292,8 +276,8 @@ def test_image_feature_scan_at_an_sd3_site(models):
 
 
 # -- SAE Find Features, SAE Erase Concept ----------------------------------------------------------------------------
-def test_find_features_at_a_wan_site(models):
-    model = tiny(models, "WAN21_T2V")
+def test_find_features_at_a_wan_site(tiny_dit):
+    model = tiny_dit("WAN21_T2V")
     sae = random_sae(d_in=64, d_sae=128, k=8, seed=5)
     concept, neutral = tiny_dit_conditioning("WAN21_T2V", 1), tiny_dit_conditioning("WAN21_T2V", 4)
     with block_io(model, "WAN21_T2V", 0, "img", new_record()) as record:
@@ -311,8 +295,8 @@ def test_find_features_at_a_wan_site(models):
 
 
 @pytest.mark.parametrize("name", ["QwenImage", "ZImage"])
-def test_erase_concept_at_a_dit_site_is_the_kernels_erase_on_the_block(models, name):
-    model = tiny(models, name)
+def test_erase_concept_at_a_dit_site_is_the_kernels_erase_on_the_block(tiny_dit, name):
+    model = tiny_dit(name)
     sae = random_sae(d_in=width(model), d_sae=64, k=8, seed=6)
     site = site_of(name, "img", "out")
     plain = run(model, name, steps=1)
@@ -325,9 +309,9 @@ def test_erase_concept_at_a_dit_site_is_the_kernels_erase_on_the_block(models, n
         erased = run(patched, name, steps=1)
     (_, out), flowed = record["io"][0], record["next"][0]
     tokens = image_tokens(name, record)
-    expected = out.clone()
     zero = torch.zeros(len(features))
-    expected[:, tokens] = sae.steer_by_rule(out[:, tokens], features, lambda z: erase_deltas(z, zero, zero))
+    expected = edited_output(None, out, tokens, "out",
+                             lambda x: sae.steer_by_rule(x, features, lambda z: erase_deltas(z, zero, zero)))
     torch.testing.assert_close(flowed, expected, rtol=1e-5, atol=1e-5)
     assert not torch.equal(erased, plain)
 
@@ -353,17 +337,17 @@ def test_every_site_node_offers_the_dit_sites_and_blocks_up_to_qwens():
     ("blocks.2", "WAN22_T2V", ("blocks.out", 2)),
     ("single_transformer_blocks.1", "Chroma", ("single.out", 1)),
 ])
-def test_auto_reads_the_hook_in_the_models_family(models, hook, name, expected):
+def test_auto_reads_the_hook_in_the_models_family(tiny_dit, hook, name, expected):
     sae = random_sae(d_in=8, d_sae=16, k=4, hook=hook)
-    assert any_site.resolve_site(tiny(models, name), "auto", 0, sae) == expected
+    assert any_site.resolve_site(tiny_dit(name), "auto", 0, sae) == expected
 
 
-def test_auto_names_the_family_when_the_hook_is_none_of_its_sites(models, tiny_flux):
+def test_auto_names_the_family_when_the_hook_is_none_of_its_sites(tiny_dit, tiny_flux):
     sae = random_sae(d_in=8, d_sae=16, k=4, hook="single_transformer_blocks.3")
     with pytest.raises(ValueError, match=r"^site is 'auto' but the SAE's metadata names no DiT site "
                                          r"\(hook='single_transformer_blocks.3'\); choose one of layers.out, "
                                          r"layers.update \(blocks 0-2\) and the block$"):
-        any_site.resolve_site(tiny(models, "Lumina2"), "auto", 0, sae)
+        any_site.resolve_site(tiny_dit("Lumina2"), "auto", 0, sae)
     with pytest.raises(ValueError, match=r"^site is 'auto' but the SAE's metadata names no FLUX site "
                                          r"\(hook='layers.update:2'\)"):
         any_site.resolve_site(tiny_flux, "auto", 0, random_sae(d_in=8, d_sae=16, k=4, hook="layers.update:2"))
@@ -393,14 +377,14 @@ SD3_SITES = ("transformer_blocks.out, transformer_blocks.update, transformer_blo
 
 
 @pytest.mark.parametrize("node", NODES)
-def test_a_dit_site_on_flux_and_a_flux_site_on_sd3_are_refused_in_one_line(models, tiny_flux, node):
+def test_a_dit_site_on_flux_and_a_flux_site_on_sd3_are_refused_in_one_line(tiny_dit, tiny_flux, node):
     sae = random_sae(d_in=64, d_sae=32, k=4)
     calls = node_calls(tiny_flux, sae, "transformer_blocks.out", 0, tiny_conditioning(seed=1),
                        {"samples": empty_latent(64, 64)})
     with pytest.raises(ValueError, match=rf"^site 'transformer_blocks.out' is a DiT site; this model \(family: FLUX.1\) "
                                          rf"has the FLUX sites {re.escape(FLUX_SITES)}$"):
         calls[node]()
-    sd3 = tiny(models, "SD3")
+    sd3 = tiny_dit("SD3")
     calls = node_calls(sd3, random_sae(d_in=128, d_sae=32, k=4), "double.img.out", 0, tiny_dit_conditioning("SD3", 1),
                        latent("SD3"))
     with pytest.raises(ValueError, match=rf"^site 'double.img.out' is a FLUX site; this model \(family: SD3/3.5\) has "
@@ -409,16 +393,16 @@ def test_a_dit_site_on_flux_and_a_flux_site_on_sd3_are_refused_in_one_line(model
 
 
 @pytest.mark.parametrize("node", NODES)
-def test_an_sae_of_another_width_names_both_widths_and_the_site(models, node):
-    calls = node_calls(tiny(models, "QwenImage"), random_sae(d_in=7, d_sae=32, k=4), "transformer_blocks.update", 2,
+def test_an_sae_of_another_width_names_both_widths_and_the_site(tiny_dit, node):
+    calls = node_calls(tiny_dit("QwenImage"), random_sae(d_in=7, d_sae=32, k=4), "transformer_blocks.update", 2,
                        tiny_dit_conditioning("QwenImage", 1), latent("QwenImage"))
     with pytest.raises(ValueError, match=r"^the SAE reads 7-d activations but transformer_blocks.2 of this Qwen-Image "
                                          r"model is 64-d: load an SAE trained at this site$"):
         calls[node]()
 
 
-def test_other_dit_mistakes_are_refused_in_one_line(models):
-    wan, sd3, flux2 = tiny(models, "WAN21_T2V"), tiny(models, "SD3"), tiny(models, "Flux2")
+def test_other_dit_mistakes_are_refused_in_one_line(tiny_dit):
+    wan, sd3, flux2 = tiny_dit("WAN21_T2V"), tiny_dit("SD3"), tiny_dit("Flux2")
     sae = random_sae(d_in=64, d_sae=32, k=4)
     with pytest.raises(ValueError, match=r"^site 'transformer_blocks' is not in this Wan 2.1 model; it has blocks "
                                          r"\(each as .out or .update\)$"):

@@ -17,7 +17,8 @@ from comfyui_sae_steering.nodes.sites.model_families import model_family
 from comfyui_sae_steering.nodes.sites.tap import TapSpec, attach_tap
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from comfyui_sae_steering.nodes.steer.steer_callback import SteerCallback
-from dit_capture import BLOCK, FAMILIES, block_io, image_tokens, new_record, record_rows, run, site_of
+from dit_capture import (BLOCK, FAMILIES, block_io, edited_output, image_tokens, new_record, record_rows, run,
+                         site_of)
 from flux_capture import hooks_left
 
 # (config, stream, reads): both streams of SD3 and Qwen-Image, the one stream of the others
@@ -25,25 +26,14 @@ ALL_CASES = [(name, stream, reads) for name in FAMILIES for stream in ("img", "t
              if stream == "img" or name in ("SD3", "QwenImage")]
 
 
-@pytest.fixture(scope="module")
-def models():
-    return {}
-
-
-def tiny(models, name):
-    if name not in models:
-        models[name] = build_tiny_dit(name, seed=0)
-    return models[name]
-
-
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_tiny_models_are_of_their_family(models, name):
-    assert model_family(tiny(models, name)) == FAMILIES[name][0]
+def test_tiny_models_are_of_their_family(tiny_dit, name):
+    assert model_family(tiny_dit(name)) == FAMILIES[name][0]
 
 
 @pytest.mark.parametrize("name,stream,reads", ALL_CASES)
-def test_capture_is_exactly_the_block_output_or_update(models, name, stream, reads):
-    model = tiny(models, name)
+def test_capture_is_exactly_the_block_output_or_update(tiny_dit, name, stream, reads):
+    model = tiny_dit(name)
     seen = []
     patched, _ = attach_dit_tap(model, TapSpec(site_of(name, stream, reads), BLOCK),
                                 lambda x, event: seen.append((x.clone(), event.grid)))
@@ -65,28 +55,22 @@ def edit(x, event):
 
 
 @pytest.mark.parametrize("name,stream,reads", ALL_CASES)
-def test_an_edit_lands_exactly_on_the_selected_tokens(models, name, stream, reads):
-    model = tiny(models, name)
+def test_an_edit_lands_exactly_on_the_selected_tokens(tiny_dit, name, stream, reads):
+    model = tiny_dit(name)
     patched, _ = attach_dit_tap(model, TapSpec(site_of(name, stream, reads), BLOCK), edit)
     with block_io(model, name, BLOCK, stream, new_record()) as record:
         run(patched, name)
     tokens = image_tokens(name, record) if stream == "img" else slice(None)
     assert len(record["io"]) == len(record["next"]) == 2
     for (inp, out), flowed in zip(record["io"], record["next"]):
-        expected = out.clone()
-        if reads == "update":
-            update = (out - inp)[:, tokens]
-            expected[:, tokens] = out[:, tokens] + (edit(update, None) - update)
-        else:
-            expected[:, tokens] = edit(out[:, tokens], None)
-        assert torch.equal(flowed, expected)
+        assert torch.equal(flowed, edited_output(inp, out, tokens, reads, lambda x: edit(x, None)))
         assert not torch.equal(flowed, out)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 @pytest.mark.parametrize("reads", ["out", "update"])
-def test_steering_matches_the_kernel_and_strength_zero_is_bit_identical(models, name, reads):
-    model = tiny(models, name)
+def test_steering_matches_the_kernel_and_strength_zero_is_bit_identical(tiny_dit, name, reads):
+    model = tiny_dit(name)
     site = site_of(name, "img", reads)
     sae = random_sae(d_in=dit_width(model), d_sae=64, k=6, seed=4)
     plain = run(model, name, steps=3)
@@ -102,12 +86,7 @@ def test_steering_matches_the_kernel_and_strength_zero_is_bit_identical(models, 
         run(patched, name, steps=1)
     (inp, out), flowed = record["io"][0], record["next"][0]
     tokens = image_tokens(name, record)
-    expected = out.clone()
-    if reads == "update":
-        update = (out - inp)[:, tokens]
-        expected[:, tokens] = out[:, tokens] + (sae.steer(update, edits) - update)
-    else:
-        expected[:, tokens] = sae.steer(out[:, tokens], edits)
+    expected = edited_output(inp, out, tokens, reads, lambda x: sae.steer(x, edits))
     torch.testing.assert_close(flowed, expected, rtol=1e-5, atol=1e-5)
     assert not torch.equal(flowed, out)
 
@@ -125,8 +104,8 @@ def test_update_sites_in_bf16_stay_finite_and_steer(name):
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 @pytest.mark.parametrize("apply_to", ["positive", "negative"])
-def test_apply_to_edits_only_that_half(models, name, apply_to):
-    model = tiny(models, name)
+def test_apply_to_edits_only_that_half(tiny_dit, name, apply_to):
+    model = tiny_dit(name)
     patched, _ = attach_dit_tap(model, TapSpec(site_of(name, "img", "update"), BLOCK, apply_to=apply_to), edit)
     record_rows(patched, record := new_record())
     with block_io(model, name, BLOCK, "img", record):
@@ -140,9 +119,9 @@ def test_apply_to_edits_only_that_half(models, name, apply_to):
 
 @pytest.mark.parametrize("name", ["Lumina2", "ZImage"])
 @pytest.mark.parametrize("tokens", ["text", "all"])
-def test_lumina_joint_stream_tokens(models, name, tokens):
+def test_lumina_joint_stream_tokens(tiny_dit, name, tokens):
     """Lumina's stream is cat(caption, image[, padding]): text = the caption (Z-Image pads it to 32), all = all."""
-    model = tiny(models, name)
+    model = tiny_dit(name)
     seen = []
     patched, _ = attach_dit_tap(model, TapSpec("layers.out", BLOCK, tokens=tokens),
                                 lambda x, event: seen.append((x.clone(), event.image_tokens, event.txt_len)))
@@ -158,9 +137,9 @@ def test_lumina_joint_stream_tokens(models, name, tokens):
             assert torch.equal(x, out) and image_range == image
 
 
-def test_qwen_reference_latents_follow_the_image(models):
+def test_qwen_reference_latents_follow_the_image(tiny_dit):
     """Qwen-Image Edit: reference-latent tokens come after the generated image's; 'all' hands them over too."""
-    model = tiny(models, "QwenImage")
+    model = tiny_dit("QwenImage")
     reference = torch.randn(1, 16, 1, 4, 4, generator=torch.Generator().manual_seed(5))
     positive = [[c, {**extra, "reference_latents": [reference]}] for c, extra in tiny_dit_conditioning("QwenImage", 1)]
     for tokens in ("image", "all"):
@@ -191,9 +170,9 @@ def test_wan_reference_image_comes_first():
         assert torch.equal(x, (out - inp)[:, 16:16 + video.stop])
 
 
-def test_a_mask_weighs_every_video_frame_alike(models):
+def test_a_mask_weighs_every_video_frame_alike(tiny_dit):
     """A regional mask on Wan: the same weights on every frame (the grid carries the frames)."""
-    model = tiny(models, "WAN21_T2V")
+    model = tiny_dit("WAN21_T2V")
     mask = torch.zeros(32, 32)
     mask[:, :16] = 1.0  # the left half of every frame
     patched, _ = attach_dit_tap(model, TapSpec("blocks.out", BLOCK), SteerCallback(
@@ -205,8 +184,8 @@ def test_a_mask_weighs_every_video_frame_alike(models):
     assert changed[..., :2].all() and not changed[..., 2:].any()
 
 
-def test_step_window(models):
-    model = tiny(models, "WAN21_T2V")
+def test_step_window(tiny_dit):
+    model = tiny_dit("WAN21_T2V")
     called = []
     patched, _ = attach_dit_tap(model, TapSpec("blocks.update", BLOCK, start_percent=0.5),
                                 lambda x, event: called.append(event.sigma))
@@ -220,9 +199,9 @@ def test_step_window(models):
     assert called == pytest.approx(expected, rel=1e-6)
 
 
-def test_chains_a_replacement_already_there(models):
+def test_chains_a_replacement_already_there(tiny_dit):
     """A second tap on the same block chains the first (patches_replace keeps one entry per key)."""
-    model = tiny(models, "SD3")
+    model = tiny_dit("SD3")
     first, _ = attach_dit_tap(model, TapSpec("transformer_blocks.out", BLOCK), edit)
     both, _ = attach_dit_tap(first, TapSpec("transformer_blocks.out", BLOCK), edit)
     with block_io(model, "SD3", BLOCK, "img", new_record()) as record:
@@ -231,8 +210,8 @@ def test_chains_a_replacement_already_there(models):
     assert torch.equal(flowed, edit(edit(out, None), None))
 
 
-def test_bad_input_is_refused_before_sampling(models, tiny_flux):
-    sd3, wan = tiny(models, "SD3"), tiny(models, "WAN21_T2V")
+def test_bad_input_is_refused_before_sampling(tiny_dit, tiny_flux):
+    sd3, wan = tiny_dit("SD3"), tiny_dit("WAN21_T2V")
     with pytest.raises(ValueError, match=r"^site 'blocks' is not in this SD3/3.5 model; it has transformer_blocks, "
                                          r"transformer_blocks.context \(each as .out or .update\)$"):
         attach_dit_tap(sd3, TapSpec("blocks.out", 0), edit)
