@@ -164,7 +164,7 @@ def _init_flux(diffusion_model, seed: int):
 def stage_sae(out, args, seeds, progress) -> dict:
     """One TopK SAE per site in ``models.SAE_SITES``, trained on activations recorded during real sampling of
     every prompt, then labelled by contrasting prompts (``label_features``)."""
-    from comfyui_sae_steering.nodes import site_tap
+    from comfyui_sae_steering.nodes.sites import tap as site_tap
     from comfyui_sae_steering.sae.formats import pack
     from comfyui_sae_steering.sae.train import train_topk_sae
 
