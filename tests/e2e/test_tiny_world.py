@@ -159,25 +159,3 @@ def test_training_code_runs_and_learns_a_little(tiny_world):
     assert np.isfinite(report["final_loss"])
     assert any(not torch.equal(before[k], v) for k, v in flux.model.diffusion_model.state_dict().items())
     assert all(not p.requires_grad for p in flux.model.diffusion_model.parameters())  # ready to sample again
-
-
-def test_patch1_from_patch2_keeps_what_a_uniform_patch_reads_and_writes():
-    """The flux_fine stage's start: a latent pixel reads what its 2x2 patch would read if the patch were
-    uniform, and writes the mean of what the patch wrote; every other weight is kept."""
-    from comfyui_sae_steering.demo.tiny_world_training.stages import patch1_from_patch2
-
-    coarse = models.build_flux(patch_size=2)
-    g = torch.Generator().manual_seed(0)
-    state = {k: torch.randn(v.shape, generator=g) for k, v in coarse.model.diffusion_model.state_dict().items()}
-    fine_state = patch1_from_patch2(state, 2)
-    fine = models.build_flux(fine_state)  # loads strictly into the patch-1 model
-    assert fine.model.diffusion_model.patch_size == 1
-    assert all(torch.equal(fine_state[k], v) for k, v in state.items()
-               if not k.startswith(("img_in.weight", "final_layer.linear.")))
-    pixel = torch.randn(16, generator=g)
-    patch = pixel.repeat_interleave(4)  # (c, ph, pw) of a uniform 2x2 patch
-    torch.testing.assert_close(fine_state["img_in.weight"] @ pixel, state["img_in.weight"] @ patch)
-    hidden = torch.randn(state["final_layer.linear.weight"].shape[1], generator=g)
-    written = (state["final_layer.linear.weight"] @ hidden + state["final_layer.linear.bias"]).reshape(16, 4)
-    torch.testing.assert_close(fine_state["final_layer.linear.weight"] @ hidden + fine_state["final_layer.linear.bias"],
-                               written.mean(1))
