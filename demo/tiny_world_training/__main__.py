@@ -1,6 +1,6 @@
 """Retrain Tiny World's models into ``nodes/tiny_world/weights`` (or ``--out``), stage by stage.
 
-    python -m demo.tiny_world_training [--stages vae,flux,flux_more,flux_fine,vae_decoder,sae] [--out DIR]
+    python -m demo.tiny_world_training [--stages vae,flux,flux_more,vae_decoder,sae] [--out DIR]
 
 Seeds are fixed, so a rerun on the same machine and thread count gives the same files. Each stage
 reads what the stages before it wrote (the VAE's latents train FLUX; FLUX's activations train the
@@ -17,9 +17,8 @@ from pathlib import Path
 
 from ..headless import PACK_ROOT, import_from_harness
 
-STAGES = ("vae", "flux", "flux_more", "flux_fine", "vae_decoder", "sae")
-SEEDS = {"vae": 1, "vae_stats": 2, "flux_data": 3, "flux": 4, "sae": 5, "flux_more": 6, "vae_decoder": 8,
-         "flux_fine": 9, "flux_fine_data": 10}
+STAGES = ("vae", "flux", "flux_more", "vae_decoder", "sae")
+SEEDS = {"vae": 1, "vae_stats": 2, "flux_data": 3, "flux": 4, "sae": 5, "flux_more": 6, "vae_decoder": 8}
 
 
 def progress_printer(name: str):
@@ -42,7 +41,6 @@ def main(argv=None) -> int:
     p.add_argument("--vae-steps", type=int, default=600)
     p.add_argument("--decoder-steps", type=int, default=600)
     p.add_argument("--flux-steps", type=int, default=3000)
-    p.add_argument("--fine-steps", type=int, default=3000, help="flux_fine: steps at patch size 1")
     p.add_argument("--flux-images", type=int, default=4000)
     p.add_argument("--sae-seeds", type=int, default=8, help="samplings per prompt recorded for the SAE")
     args = p.parse_args(argv)

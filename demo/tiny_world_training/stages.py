@@ -67,12 +67,8 @@ def token_ids(prompts: list[str]) -> torch.Tensor:
     return torch.tensor([[pair[0] for pair in tokenizer.tokenize_with_weights(p)[0]] for p in prompts])
 
 
-COARSE_PATCH = 2  # the first two FLUX stages train at FLUX's usual patch size: 4x fewer tokens, 3x faster steps
-COARSE_FILE = "tiny_world_flux_patch2.safetensors"  # their output; not shipped (.gitignore), read by flux_fine
-
-
 def stage_flux(out, args, seeds, progress, resume: bool = False) -> dict:
-    """FLUX at patch size 2 and the text encoder from scratch (``resume``: go on from the files in ``out``)."""
+    """FLUX and the text encoder from scratch (``resume``: go on from the files already in ``out``)."""
     import comfy.sd
     import comfy.utils
 
@@ -85,64 +81,25 @@ def stage_flux(out, args, seeds, progress, resume: bool = False) -> dict:
     torch.manual_seed(seed)
     text_model = TinyWorldTextModel()
     if resume:
-        flux = models.build_flux(load(COARSE_FILE), patch_size=COARSE_PATCH)
+        flux = models.build_flux(load(models.FLUX_FILE))
         text_model.load_state_dict(load(models.TEXT_ENCODER_FILE))
     else:
-        flux = models.build_flux(patch_size=COARSE_PATCH)
+        flux = models.build_flux()
         _init_flux(flux.model.diffusion_model, seed)
         torch.nn.init.normal_(text_model.word.weight, std=1.0)
         torch.nn.init.normal_(text_model.position, std=0.1)
     report = train_flux(flux, text_model, latents, ids, steps=args.flux_steps, batch=64, seed=seed,
                         lr=1e-3 if resume else 2e-3, progress=progress)
     save_file({k: v.contiguous() for k, v in flux.model.diffusion_model.state_dict().items()},
-              str(out / COARSE_FILE))
+              str(out / models.FLUX_FILE))
     save_file({k: v.contiguous() for k, v in text_model.state_dict().items()}, str(out / models.TEXT_ENCODER_FILE))
-    report.update(images=args.flux_images, latent_std=float(latents.std()), patch_size=COARSE_PATCH)
+    report.update(images=args.flux_images, latent_std=float(latents.std()))
     return report
 
 
 def stage_flux_more(out, args, seeds, progress) -> dict:
     """More of the same at half the learning rate, on 4000 other scenes: sharper shapes."""
     return stage_flux(out, args, seeds, progress, resume=True)
-
-
-def stage_flux_fine(out, args, seeds, progress) -> dict:
-    """The shipped FLUX: the patch-2 model turned into a patch-1 one (``patch1_from_patch2``) and trained on
-    (64 tokens instead of 16; the text encoder goes on training with it), on 4000 other scenes."""
-    import comfy.sd
-    import comfy.utils
-
-    load = lambda name: comfy.utils.load_torch_file(str(out / name), safe_load=True)  # noqa: E731
-    vae = comfy.sd.VAE(sd={k: v.float() for k, v in load(models.VAE_FILE).items()})
-    images, scenes = world.dataset(args.flux_images, seed=seeds["flux_fine_data"])
-    latents = encode_images(vae, images)
-    ids = token_ids([s.prompt for s in scenes])
-    seed = seeds["flux_fine"]
-    torch.manual_seed(seed)
-    flux = models.build_flux(patch1_from_patch2(load(COARSE_FILE), COARSE_PATCH))
-    text_model = TinyWorldTextModel()
-    text_model.load_state_dict(load(models.TEXT_ENCODER_FILE))
-    report = train_flux(flux, text_model, latents, ids, steps=args.fine_steps, batch=64, seed=seed, lr=1e-3,
-                        progress=progress)
-    save_file({k: v.contiguous() for k, v in flux.model.diffusion_model.state_dict().items()},
-              str(out / models.FLUX_FILE))
-    save_file({k: v.contiguous() for k, v in text_model.state_dict().items()}, str(out / models.TEXT_ENCODER_FILE))
-    report.update(images=args.flux_images, patch_size=models.FLUX_CONFIG["patch_size"])
-    return report
-
-
-def patch1_from_patch2(state_dict: dict, patch: int) -> dict:
-    """A patch-1 FLUX state dict from a patch-``patch`` one. Tokens in: ``img_in`` reads (c, ph, pw); a latent
-    pixel gets the weights its patch would have if every pixel of the patch were the same (the sum over
-    ph, pw). Tokens out: ``final_layer.linear`` writes (c, ph, pw); a pixel gets the mean of its patch's
-    outputs. Every other weight works per token and is kept; rope positions now count pixels."""
-    converted = dict(state_dict)
-    w = state_dict["img_in.weight"]
-    converted["img_in.weight"] = w.reshape(w.shape[0], -1, patch * patch).sum(-1)
-    w, b = state_dict["final_layer.linear.weight"], state_dict["final_layer.linear.bias"]
-    converted["final_layer.linear.weight"] = w.reshape(-1, patch * patch, w.shape[1]).mean(1)
-    converted["final_layer.linear.bias"] = b.reshape(-1, patch * patch).mean(1)
-    return converted
 
 
 def _init_flux(diffusion_model, seed: int):

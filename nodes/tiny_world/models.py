@@ -15,13 +15,11 @@ SAE_SITES = {SAE_FILE: ("double.img.out", 1), "tiny_world_sae_single0.safetensor
 SAE_FILES = list(SAE_SITES)
 RETRAIN = "python -m demo.tiny_world_training (from the pack's folder; see docs/tiny_world.md)"
 
-# FLUX.1's architecture at toy size: 16-channel latents at 1/8 of 64x64, no guidance input. Patch size 1:
-# each latent pixel is a token (8x8 -> 64 tokens of 8x8 pixels); with FLUX's usual 2 an object covered
-# only 4-6 of 16 tokens, too coarse for a token-level edit to keep a square's corners (docs/tiny_world.md).
+# FLUX.1's architecture at toy size: 16-channel latents at 1/8 of 64x64 (8x8 -> 16 tokens), no guidance input
 FLUX_CONFIG = dict(
     image_model="flux", in_channels=16, out_channels=16, vec_in_dim=64, context_in_dim=64,
     hidden_size=128, mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
-    theta=10000, patch_size=1, qkv_bias=True, guidance_embed=False, txt_ids_dims=[],
+    theta=10000, patch_size=2, qkv_bias=True, guidance_embed=False, txt_ids_dims=[],
 )
 
 
@@ -32,15 +30,13 @@ def weight_path(name: str, weights_dir: Path | None = None) -> Path:
     return path
 
 
-def build_flux(state_dict: dict | None = None, device="cpu", patch_size: int | None = None):
-    """A ``ModelPatcher`` around ComfyUI's FLUX class built from ``FLUX_CONFIG`` (as ComfyUI builds FLUX);
-    ``patch_size`` overrides the config's (training starts at 2, see demo/tiny_world_training)."""
+def build_flux(state_dict: dict | None = None, device="cpu"):
+    """A ``ModelPatcher`` around ComfyUI's FLUX class built from ``FLUX_CONFIG`` (as ComfyUI builds FLUX)."""
     import comfy.model_patcher
     import comfy.supported_models
 
     device = torch.device(device)  # ComfyUI's memory management reads device.type
-    config = dict(FLUX_CONFIG, **({} if patch_size is None else {"patch_size": patch_size}))
-    model_config = comfy.supported_models.Flux(config)
+    model_config = comfy.supported_models.Flux(dict(FLUX_CONFIG))
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, device=device)
     if state_dict is not None:
