@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--flux-steps", type=int, default=3000)
     p.add_argument("--flux-images", type=int, default=4000)
     p.add_argument("--sae-seeds", type=int, default=8, help="samplings per prompt recorded for the SAE")
+    p.add_argument("--sae-steps", type=int, default=3000, help="SAE training steps")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]

@@ -136,7 +136,7 @@ def stage_sae(out, args, seeds, progress) -> dict:
         runs = record_site(site_tap, flux, site, block, conditionings, world.IMAGE_SIZE, world.IMAGE_SIZE,
                            SAMPLING_STEPS, seed=seeds["sae"])
         activations = torch.cat(runs)
-        sae, train_report = train_topk_sae(activations, d_sae=SAE_WIDTH, k=SAE_K, steps=3000, lr=2e-3,
+        sae, train_report = train_topk_sae(activations, d_sae=SAE_WIDTH, k=SAE_K, steps=args.sae_steps, lr=2e-3,
                                            seed=seeds["sae"] + i, hook=f"{site}.{block}")
         pack.write(sae, out / sae_file)
         labels, scores = label_features(sae, runs, prompts, args.sae_seeds)

@@ -159,3 +159,21 @@ def test_training_code_runs_and_learns_a_little(tiny_world):
     assert np.isfinite(report["final_loss"])
     assert any(not torch.equal(before[k], v) for k, v in flux.model.diffusion_model.state_dict().items())
     assert all(not p.requires_grad for p in flux.model.diffusion_model.parameters())  # ready to sample again
+
+
+def test_sae_stage_runs_on_the_shipped_models(tmp_path):
+    """The last training stage end to end (one sampling per prompt instead of 8, 20 SAE steps): it records both sites
+    through the pack's tap, trains, labels, and writes SAEs the loader reads."""
+    import argparse
+    import shutil
+
+    from comfyui_sae_steering.demo.tiny_world_training.stages import stage_sae
+    from comfyui_sae_steering.nodes.sae_loader import SAE_CACHE
+
+    for name in (models.FLUX_FILE, models.VAE_FILE, models.TEXT_ENCODER_FILE):
+        shutil.copy(models.weight_path(name), tmp_path / name)
+    report = stage_sae(tmp_path, argparse.Namespace(sae_seeds=1, sae_steps=20), {"sae": 5}, lambda *a: None)
+    assert sorted(report) == sorted(models.SAE_FILES)
+    for name, (site, block) in models.SAE_SITES.items():
+        sae = SAE_CACHE.get(str(tmp_path / name), "auto")
+        assert sae.hook == f"{site}.{block}" and len(sae.labels) == 7, (name, sae.labels)
