@@ -118,6 +118,7 @@ def _init_flux(diffusion_model, seed: int):
             param.zero_()
 
 
+@torch.no_grad()  # sampling needs no graph (training turns it on for itself); restored on return
 def stage_sae(out, args, seeds, progress) -> dict:
     """One TopK SAE per site in ``models.SAE_SITES``, trained on activations recorded during real sampling of
     every prompt, then labelled by contrasting prompts (``label_features``)."""
@@ -127,7 +128,6 @@ def stage_sae(out, args, seeds, progress) -> dict:
 
     from ..record import record_site
 
-    torch.set_grad_enabled(False)
     flux, clip, _, _ = _load_without_sae(out)
     prompts = world.all_prompts()
     conditionings = [clip.encode_from_tokens_scheduled(clip.tokenize(p)) for p in prompts for _ in range(args.sae_seeds)]

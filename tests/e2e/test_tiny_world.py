@@ -173,6 +173,7 @@ def test_sae_stage_runs_on_the_shipped_models(tmp_path):
     for name in (models.FLUX_FILE, models.VAE_FILE, models.TEXT_ENCODER_FILE):
         shutil.copy(models.weight_path(name), tmp_path / name)
     report = stage_sae(tmp_path, argparse.Namespace(sae_seeds=1, sae_steps=20), {"sae": 5}, lambda *a: None)
+    assert torch.is_grad_enabled()  # the stage leaves autograd as it found it
     assert sorted(report) == sorted(models.SAE_FILES)
     for name, (site, block) in models.SAE_SITES.items():
         sae = SAE_CACHE.get(str(tmp_path / name), "auto")
