@@ -51,8 +51,12 @@ def read(src, config: dict, config_path) -> SAESpec:
                         ("threshold", (d_sae,))):
         if name in tensors:
             expect_shape(path, name, tensors[name], shape)
+    # a release's per-feature means (sdxl-unbox mean.pt) travel with the converted file: "× feature mean" works unmeasured
+    means = src.get("feature_means").float() if "feature_means" in src.keys() else None
+    if means is not None:
+        expect_shape(path, "feature_means", means, (d_sae,))
     config = {"arch": meta.get("arch"), "k": meta.get("k"), "normalize": meta.get("normalize"), "hook": meta.get("hook")}
-    return SAESpec(NAME, path, tensors, config)
+    return SAESpec(NAME, path, tensors, config, feature_means=means)
 
 
 def write(sae, path: Path, dtype: torch.dtype | None = None, source_format: str | None = None,
@@ -72,6 +76,8 @@ def write(sae, path: Path, dtype: torch.dtype | None = None, source_format: str 
         centre = "b_pre"
     # safetensors wants contiguous tensors that share no storage (tied decoders and transposed views do)
     tensors = {name: t.detach().to("cpu", dtype or t.dtype).contiguous().clone() for name, t in tensors.items()}
+    if getattr(sae, "feature_means", None) is not None:  # statistics, not weights: kept in fp32 whatever dtype
+        tensors["feature_means"] = sae.feature_means.detach().to("cpu", torch.float32).contiguous().clone()
     meta = {"version": VERSION, "arch": sae.arch, "k": sae.k, "normalize": sae.normalize, "hook": sae.hook,
             "centre": centre, "source_format": source_format, "source": sae.source}
     if training is not None:

@@ -87,3 +87,18 @@ def test_bad_files_are_named(tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match="state_dict.pth: cannot be read"):
         load_sae(ref.path)
+
+
+def test_converted_single_file_keeps_the_feature_means(tmp_path):
+    """python -m sae.convert of an sdxl-unbox folder: the means travel in the file (fp32 even at bf16);
+    a file without them loads without them."""
+    from comfyui_sae_steering.sae.convert import convert
+
+    ref = sae_layouts.unbox(tmp_path)
+    means = torch.load(ref.path / "final" / "mean.pt", weights_only=True)
+    convert(ref.path, tmp_path / "unbox.safetensors", dtype="bf16")
+    again = load_sae(tmp_path / "unbox.safetensors")
+    assert again.W_enc.dtype == torch.bfloat16 and again.feature_means.dtype == torch.float32
+    assert torch.equal(again.feature_means, means.float())
+    convert(sae_layouts.unbox(tmp_path / "b", with_means=False).path, tmp_path / "plain.safetensors")
+    assert load_sae(tmp_path / "plain.safetensors").feature_means is None
