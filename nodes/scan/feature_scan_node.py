@@ -19,10 +19,11 @@ from ...sae.scan_result import scan_result
 from ..comfy_types import SAEScanType, SAEType
 from ..sites.any_site import describe_site, resolve_site
 from ..sites.choice import site_inputs
+from ..sites.model_families import latent_scale
 from ..sites.sampling import sampling_inputs
 from ..sites.tap import TapSpec
 from .feature_measurements import remember_stats
-from .recording import VAE_SCALE, record, heatmaps_for
+from .recording import record, heatmaps_for
 
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,6 @@ class SAEFeatureScan(io.ComfyNode):
         if image is not None:
             size, backdrop = (image.shape[1], image.shape[2]), image
         else:
-            samples = latent["samples"]
-            size, backdrop = (samples.shape[-2] * VAE_SCALE, samples.shape[-1] * VAE_SCALE), None
+            samples, scale = latent["samples"], latent_scale(model)  # drawn at the size the VAE would decode
+            size, backdrop = (samples.shape[-2] * scale, samples.shape[-1] * scale), None
         return io.NodeOutput(result.table(sae.labels), heatmaps_for(result, sae, size, backdrop), result)

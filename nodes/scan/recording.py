@@ -11,8 +11,6 @@ from .heatmap_draw import draw_heatmaps
 from .scan_recorder import ScanRecorder
 
 
-VAE_SCALE = 8  # FLUX.1's, SD's, SD3's, Lumina's and Wan 2.1's VAEs: one latent pixel = 8x8 image pixels (the drawing size)
-
 
 def record(model, sae, spec: TapSpec, positive, negative, latent: dict, steps, seed, cfg, sampler_name,
            scheduler, progress: comfy.utils.ProgressBar, done: int, recorder: ScanRecorder | None = None) -> ScanRecorder:

@@ -81,3 +81,18 @@ def unsupported_family(model, families: tuple[str, ...] = SITE_FAMILIES) -> Valu
     """The one-line error for a MODEL a site node cannot hook, naming it and the ``families`` the node can."""
     return ValueError(f"this node's sites are not available for this model (family: {describe_model(model)}); "
                       f"supported model families: {', '.join(families)}")
+
+
+# latent format class name -> image pixels per latent pixel, where not 8 (ComfyUI's Empty*Latent nodes agree:
+# EmptyFlux2LatentImage and Wan 2.2's latent are 1/16 of the image); checked along the MRO
+_LATENT_SCALES = {"Flux2": 16, "Wan22": 16}
+LATENT_SCALE = 8  # SD1.5, SDXL, SD3, FLUX.1, Chroma, Qwen-Image, Lumina2 / Z-Image, Wan 2.1
+
+
+def latent_scale(model) -> int:
+    """Image pixels per latent pixel (each side) for a MODEL, read from its latent format."""
+    latent_format = model.get_model_object("latent_format")
+    for cls in type(latent_format).__mro__:
+        if cls.__name__ in _LATENT_SCALES:
+            return _LATENT_SCALES[cls.__name__]
+    return LATENT_SCALE

@@ -20,6 +20,7 @@ from comfy_api.latest import io
 
 from ...sae.activation_shards import STORE_DTYPES, ShardWriter, prompts_digest
 from ..sites.flux_sites import SITE_NAMES, TOKEN_CHOICES, check_site
+from ..sites.model_families import latent_scale
 from ..sites.sampling import run_sampling, sampling_inputs
 from ..sites.tap import TapSpec, attach_tap
 from .harvest_folder import harvest_folder
@@ -81,7 +82,8 @@ def harvest(model, items, clip, site, block, tokens, width, height, steps, seed,
     recorder = _Recorder(STORE_DTYPES[dtype])
     patched, _ = attach_tap(model, TapSpec(site, block, tokens=tokens, apply_to="positive"), recorder)
     channels = model.get_model_object("latent_format").latent_channels
-    latent = {"samples": torch.zeros(1, channels, height // 8, width // 8)}
+    scale = latent_scale(model)  # 8 on FLUX.1, 16 on FLUX.2: the latent ComfyUI's Empty*Latent node makes
+    latent = {"samples": torch.zeros(1, channels, height // scale, width // scale)}
     bar = comfy.utils.ProgressBar(len(items) * steps)
     written = skipped = 0
     for shard, first in enumerate(range(0, len(items), prompts_per_shard)):

@@ -220,7 +220,9 @@ def test_feature_scan_at_a_dit_site_maps_every_image_position(tiny_dit, name):
     maps = z.reshape(-1, positive.shape[1], sae.d_sae).mean(0)[:, order].T.reshape(5, *grid)
     torch.testing.assert_close(result.maps, maps.float(), rtol=1e-6, atol=1e-6)
     assert text.splitlines()[-1].startswith("features: ")
-    side = tiny_dit_latent(name).shape[-1] * 8  # drawn at the latent's image size (8 px per latent pixel)
+    # drawn at the size the VAE decodes the latent to: ComfyUI's EmptyFlux2LatentImage and Wan 2.2's latent
+    # node make 1/16 of the image, every other family's empty latent 1/8
+    side = tiny_dit_latent(name).shape[-1] * (16 if name in ("Flux2", "WAN22_T2V") else 8)
     if len(grid) == 3:  # a video: each feature's frames tiled on one sheet, ⌈√frames⌉ columns
         columns = math.ceil(math.sqrt(grid[0]))
         rows = math.ceil(grid[0] / columns)

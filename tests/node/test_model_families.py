@@ -51,3 +51,13 @@ def test_site_nodes_name_an_unsupported_family(family, name):
                              apply_to="both")
     with pytest.raises(ValueError, match=message):  # the mechanism under every site node (scale, scan, harvest)
         attach_tap(model, TapSpec("single.out", 0), lambda x, event: None)
+
+
+@pytest.mark.parametrize("name,expected", [("Flux2", 16), ("WAN22_T2V", 16), ("WAN21_T2V", 8), ("SD3", 8),
+                                           ("Chroma", 8), ("QwenImage", 8)])
+def test_latent_scale_is_what_comfyuis_empty_latent_nodes_use(tiny_dit, tiny_flux, name, expected):
+    """EmptyFlux2LatentImage and Wan 2.2's latent node divide the image by 16, every other family's by 8."""
+    from comfyui_sae_steering.nodes.sites.model_families import latent_scale
+
+    assert latent_scale(tiny_dit(name)) == expected
+    assert latent_scale(tiny_flux) == latent_scale(build_tiny_unet("SDXL", seed=0)) == 8
