@@ -87,7 +87,10 @@ def _unet_from_hook(hook):
 
 
 def _unet_attach(model, spec: TapSpec, callback: TapCallback, d_in: int | None = None):
-    name, reads = parse_unet_choice(spec.site)  # every UNet token is an image position: ``tokens`` has no say
+    name, reads = parse_unet_choice(spec.site)  # every UNet token is an image position: image and all agree
+    if spec.tokens == "text":  # the prompt reaches a spatial transformer only through cross-attention
+        raise ValueError(f"tokens 'text': the UNet site {spec.site} has image positions only (the prompt enters by "
+                         "cross-attention); choose tokens 'image'")
     unet_spec = UNetTapSpec(name, reads, spec.apply_to, spec.start_percent, spec.end_percent,
                             track_percent=spec.track_percent)
     return attach_unet_tap(model, unet_spec, callback, d_in)
@@ -180,20 +183,28 @@ def resolve_in(family: SiteFamily, site: str, block: int, sae, model=None) -> tu
 
 
 def resolve_site(model, site: str, block: int, sae) -> tuple[str, int]:
-    """The node's (site, block) in the connected model's family (``auto``: from the SAE's hook)."""
-    return resolve_in(family_of_model(model), site, block, sae, model)
+    """The node's (site, block) in the connected model's family (``auto``: from the SAE's hook). A site of
+    another family is refused here, before a node reads anything else about it (a scale, a strength unit)."""
+    family = family_of_model(model)
+    site, block = resolve_in(family, site, block, sae, model)
+    _check_owner(model, family, site)
+    return site, block
 
 
 def attach_site(model, spec: TapSpec, callback: TapCallback, d_in: int | None = None):
     """A clone of ``model`` with ``callback`` tapping ``spec.site`` through its family's tap; ``model`` is
     untouched. A site of another family, or none, is refused naming the model's family and its sites."""
     family = family_of_model(model)
-    owner = family_of_site(spec.site)
+    _check_owner(model, family, spec.site)
+    return family.attach(model, spec, callback, d_in)
+
+
+def _check_owner(model, family: SiteFamily, site: str):
+    owner = family_of_site(site)
     if owner is not family:
         kind = f"a {owner.name} site" if owner is not None else "no site of any family the pack hooks"
-        raise ValueError(f"site {spec.site!r} is {kind}; this model (family: {describe_model(model)}) has the "
+        raise ValueError(f"site {site!r} is {kind}; this model (family: {describe_model(model)}) has the "
                          f"{family.name} sites {family.model_sites(model)}")
-    return family.attach(model, spec, callback, d_in)
 
 
 def block_outputs(model, sae=None) -> tuple[Sites, tuple[str, int] | None]:

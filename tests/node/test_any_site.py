@@ -179,3 +179,19 @@ def test_a_family_no_table_covers_is_refused_naming_the_hooked_ones():
             calls[node]()
     with pytest.raises(ValueError, match=message):
         any_site.attach_site(model, TapSpec("double.img.out", 0), lambda x, e: None)
+
+
+def test_a_foreign_site_is_refused_before_its_strength_unit_is_read(unet):
+    """Without a scale, "× token norm" would ask for one measured at the foreign site: the site is refused first."""
+    family, model = unet
+    sae = random_sae(d_in=3072, d_sae=32, k=4)
+    with pytest.raises(ValueError, match=flux_site_on_unet(family)):
+        SAESteer.execute(model=model, sae=sae, site="double.img.out", block=0, tokens="image", features="1",
+                         strength=1.0, mode="add", keep_error=True, start_percent=0.0, end_percent=1.0,
+                         apply_to="both", strength_unit="× token norm")
+
+
+def test_text_tokens_at_a_unet_site_are_refused(unet):
+    family, model = unet
+    with pytest.raises(ValueError, match=r"^tokens 'text': the UNet site up_blocks.1.attentions.0 has image positions only"):
+        any_site.attach_site(model, TapSpec("up_blocks.1.attentions.0", 0, tokens="text"), lambda x, e: None)
