@@ -10,7 +10,8 @@ none, so the wrapper registers a forward hook on ``layers[N]`` for the forward a
 
 Tokens handed to the callback: the generated image's (``tokens="image"``; for Wan the video's frames × h × w,
 ``event.grid = (frames, h, w)``), all of the stream (``"all"``: Qwen's reference latents, Wan's reference and
-extra frames, Lumina's caption and padding too) or, on Lumina's joint stream, the caption (``"text"``).
+extra frames, Lumina's caption and padding too) or, on Lumina's joint stream, the caption with its padding
+to ``pad_tokens_multiple`` (``"text"``; Z-Image pads to 32 with its learned pad token, which the blocks read too).
 """
 from __future__ import annotations
 
