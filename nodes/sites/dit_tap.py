@@ -23,7 +23,7 @@ import comfy.patcher_extension
 
 from .dit_sites import DiTFamily, check_dit_site, dit_family, dit_site_choices, dit_width, parse_dit_choice
 from .model_families import model_family
-from .tap import STATE_KEY, SiteTap, TapSpec, _ForwardState, _WindowReader, install_block_patch
+from .tap import SiteTap, TapSpec, _ForwardState, _WindowReader, install_block_patch
 
 
 @dataclass
@@ -63,17 +63,7 @@ class DiTTap(SiteTap):
         transformer_options = args[5] if len(args) > 5 else kwargs["transformer_options"]
         diffusion_model = executor.class_obj.diffusion_model
         state = self._dit_state(diffusion_model, x, context, transformer_options, kwargs)
-        states = transformer_options.setdefault(STATE_KEY, {})
-        states[self.uid] = state
-        handle = None
-        try:
-            if self.site.hook == "module" and state.event is not None:
-                handle = self._register_hook(diffusion_model, state)
-            return executor(*args, **kwargs)
-        finally:
-            if handle is not None:
-                handle.remove()
-            states.pop(self.uid, None)
+        return self._run_forward(state, transformer_options, diffusion_model, lambda: executor(*args, **kwargs))
 
     def _dit_state(self, diffusion_model, x, context, transformer_options, conds) -> _ForwardState:
         state = self._forward_state(x, context, transformer_options)  # rows, window, (h, w)
@@ -98,6 +88,8 @@ class DiTTap(SiteTap):
         return slice(0, stream_len), slice(start, start + count)
 
     def _register_hook(self, diffusion_model, state: _DiTState):
+        if self.site.hook != "module":  # a block patch reads the state instead
+            return None
         block = getattr(diffusion_model, self.family.blocks)[self.spec.block]
         update = self.site.reads == "update"
 

@@ -218,19 +218,28 @@ class SiteTap:
         # guidance, control, transformer_options)
         transformer_options = kwargs.get("transformer_options", args[-1] if args else {})
         state = self._forward_state(x, context, transformer_options)
+        return self._run_forward(state, transformer_options, executor.class_obj,
+                                 lambda: executor(x, timestep, context, *args, **kwargs))
+
+    def _run_forward(self, state: _ForwardState, transformer_options: dict, diffusion_model, forward):
+        """``forward()`` with this forward's state where the block patch finds it, and the module hook (if the
+        site has one) installed only for it: both are gone afterwards, even when the forward fails."""
         states = transformer_options.setdefault(STATE_KEY, {})
         states[self.uid] = state
         handle = None
         try:
-            if self.site.hook != "block" and state.event is not None:
-                handle = self._register_hook(executor.class_obj, state)
-            return executor(x, timestep, context, *args, **kwargs)
+            if state.event is not None:
+                handle = self._register_hook(diffusion_model, state)
+            return forward()
         finally:
             if handle is not None:
                 handle.remove()
             states.pop(self.uid, None)
 
     def _register_hook(self, diffusion_model, state: _ForwardState):
+        """The forward hook of a module site (None for block sites: their patch reads the state)."""
+        if self.site.hook == "block":
+            return None
         blocks = diffusion_model.double_blocks if self.site.block_type == "double" else diffusion_model.single_blocks
         module = blocks[self.spec.block].get_submodule(self.site.module)
         if self.site.hook == "pre":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import comfy.patcher_extension
 
 from .flux_sites import APPLY_TO_CHOICES
-from .tap import STATE_KEY, SiteTap, TapSpec, _WindowReader
+from .tap import SiteTap, TapSpec, _WindowReader
 from .unet_sites import check_unet_site
 
 _tap_ids = itertools.count()
@@ -61,18 +61,12 @@ class UNetTap(SiteTap):
         # UNet DIFFUSION_MODEL wrappers get (x, timesteps, context, y, control, transformer_options)
         transformer_options = args[2] if len(args) > 2 else kwargs.get("transformer_options", {})
         state = self._forward_state(x, context, transformer_options)
-        states = transformer_options.setdefault(STATE_KEY, {})
-        states[self.uid] = state
-        handle = None
-        try:
-            if state.event is not None:
-                module = executor.class_obj.get_submodule(self.module_path)
-                handle = module.register_forward_hook(lambda _m, inputs, output: self._edit(inputs[0], output, state))
-            return executor(x, timestep, context, *args, **kwargs)
-        finally:
-            if handle is not None:
-                handle.remove()
-            states.pop(self.uid, None)
+        return self._run_forward(state, transformer_options, executor.class_obj,
+                                 lambda: executor(x, timestep, context, *args, **kwargs))
+
+    def _register_hook(self, diffusion_model, state):
+        module = diffusion_model.get_submodule(self.module_path)
+        return module.register_forward_hook(lambda _m, inputs, output: self._edit(inputs[0], output, state))
 
     def _edit(self, module_input, output, state):
         b, c, h, w = output.shape
