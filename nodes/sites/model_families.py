@@ -60,10 +60,12 @@ def model_family(model) -> str | None:
 
 def config_family(config) -> str | None:
     """The family of a ``comfy.supported_models`` config object (None for None or an unknown class)."""
-    for cls in type(config).__mro__ if config is not None else ():
-        if cls.__name__ in _CONFIG_FAMILIES:
-            return _CONFIG_FAMILIES[cls.__name__]
-    return None
+    return None if config is None else _by_class_name(config, _CONFIG_FAMILIES)
+
+
+def _by_class_name(obj, table: dict):
+    """``table``'s entry for the first class along ``obj``'s MRO it names (ComfyUI subclasses its configs)."""
+    return next((table[cls.__name__] for cls in type(obj).__mro__ if cls.__name__ in table), None)
 
 
 def describe_model(model) -> str:
@@ -91,8 +93,4 @@ LATENT_SCALE = 8  # SD1.5, SDXL, SD3, FLUX.1, Chroma, Qwen-Image, Lumina2 / Z-Im
 
 def latent_scale(model) -> int:
     """Image pixels per latent pixel (each side) for a MODEL, read from its latent format."""
-    latent_format = model.get_model_object("latent_format")
-    for cls in type(latent_format).__mro__:
-        if cls.__name__ in _LATENT_SCALES:
-            return _LATENT_SCALES[cls.__name__]
-    return LATENT_SCALE
+    return _by_class_name(model.get_model_object("latent_format"), _LATENT_SCALES) or LATENT_SCALE
