@@ -30,6 +30,7 @@ from comfyui_sae_steering.nodes.steer.concept_erase_node import SAEConceptErase
 from comfyui_sae_steering.nodes.steer.feature_spec import edits_for, parse_features
 from comfyui_sae_steering.nodes.steer.sae_steer_node import SAESteer
 from comfyui_sae_steering.sae.erase import erase_deltas
+from unet_capture import positive_rows
 from dit_capture import (FAMILIES, FLUX_LIKE, block_io, blocks, edited_output, grid_of, image_tokens, new_record,
                          record_rows, run, site_of)
 from flux_capture import hooks_left
@@ -57,10 +58,6 @@ def steer(model, sae, site, block=0, **overrides):
 
 def latent(name):
     return {"samples": tiny_dit_latent(name)}
-
-
-def positive_of(rows: list[int], batch: int) -> torch.Tensor:
-    return torch.tensor(rows).repeat_interleave(batch // len(rows)) == 0
 
 
 # -- SAE Steer ------------------------------------------------------------------------------------------------------
@@ -103,7 +100,7 @@ def test_sae_steer_edits_only_the_chosen_cfg_half(tiny_dit, name, apply_to):
         run(patched, name)
     assert len(record["rows"]) == len(record["next"]) == 2
     for rows, (_, out), flowed in zip(record["rows"], record["io"], record["next"]):
-        chosen = positive_of(rows, out.shape[0]) == (apply_to == "positive")
+        chosen = positive_rows(rows, out.shape[0]) == (apply_to == "positive")
         assert torch.equal((flowed != out).flatten(1).any(1), chosen)
 
 
@@ -211,7 +208,7 @@ def test_feature_scan_at_a_dit_site_maps_every_image_position(tiny_dit, name):
     grid = grid_of(name)
     assert result.grid == grid and result.maps.shape == (5, *grid)
     tokens = image_tokens(name, record)
-    positive = torch.cat([out[positive_of(r, out.shape[0])][:, tokens] for r, (_, out) in zip(record["rows"],
+    positive = torch.cat([out[positive_rows(r, out.shape[0])][:, tokens] for r, (_, out) in zip(record["rows"],
                                                                                              record["io"])])
     z = sae.encode(positive.reshape(-1, positive.shape[-1])).double()  # cfg 2: only the positive rows count
     assert result.token_count == z.shape[0] == 2 * positive.shape[1]
