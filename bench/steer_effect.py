@@ -16,6 +16,8 @@ model and ComfyUI samples it (20 euler steps, cfg 1, seeds 0..N-1). The project'
   with an intersection-over-union of at least 0.5, ``classify.object_kept``): a smeared blob that happens to read as a circle
   is not a kept circle;
 - outside: mean absolute pixel change (0-255) on pixels outside the object in both images (the background).
+The reference row per change, "prompt edit", samples the same seeds with the target's prompt
+("a blue circle") and scores it the same way.
 Prints one table and saves plots (success and kept vs strength, one line per mode) and the table as JSON.
 """
 from __future__ import annotations
@@ -50,20 +52,19 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from bench.cpu_comfyui import start_on_cpu
     start_on_cpu()
-    rows = run(args)
+    rows, edited = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "steer_effect.json").write_text(json.dumps(rows, indent=1) + "\n")
-    sys.stdout.write(format_table(rows) + "\n")
+    (out / "steer_effect.json").write_text(json.dumps({"steered": rows, "prompt_edit": edited}, indent=1) + "\n")
+    sys.stdout.write(format_table(rows) + "\n\n" + format_prompt_edits(edited) + "\n")
     plot(rows, out / "steer_effect.png")
     sys.stdout.write(f"wrote {out / 'steer_effect.json'} and {out / 'steer_effect.png'}\n")
     return 0
 
 
-def run(args) -> list[dict]:
+def run(args) -> tuple[list[dict], list[dict]]:
     from comfyui_sae_steering.nodes.sae_loader import SAE_CACHE
     from comfyui_sae_steering.nodes.tiny_world import models
-    from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
 
     from comfyui_sae_steering.demo.tiny_world_eval import sample_images, steer, target_scale
 
@@ -72,7 +73,7 @@ def run(args) -> list[dict]:
     # (keep_error, start_percent): keep_error on and off over the whole sampling, and on from LATE_START
     settings = [(True, 0.0), (True, LATE_START)] + ([] if args.quick else [(False, 0.0)])
     model, clip, vae, _ = models.load_models()
-    rows = []
+    rows, edited = [], {}
     for sae_file in models.SAE_FILES:
         sae = SAE_CACHE.get(str(models.weight_path(sae_file)), "auto")
         for prompt, attribute, target, stays in CHANGES:
@@ -81,6 +82,10 @@ def run(args) -> list[dict]:
             target_prompt = prompt.replace(source[attribute], target)
             scale = target_scale(model, clip, sae, target_prompt)[0]
             baseline = sample_images(model, clip, vae, prompt, seeds)
+            if (prompt, target) not in edited:  # the reference: the prompt itself says the target
+                edited[(prompt, target)] = {"change": f"{prompt} -> {target}", "prompt": target_prompt,
+                                            **score(baseline, sample_images(model, clip, vae, target_prompt, seeds),
+                                                    attribute, target, stays), "samples": len(seeds)}
             for mode in MODES:
                 for keep_error, start in settings:
                     for strength in strengths:
@@ -89,22 +94,38 @@ def run(args) -> list[dict]:
                         steered = steer(model, sae, scale, features, strength, "add" if mode == "move" else mode,
                                         keep_error, start_percent=start)
                         drawn = sample_images(steered, clip, vae, prompt, seeds)
-                        success = kept = 0
-                        outside = []
-                        for before, after in zip(baseline, drawn):
-                            r0, r1 = classify(before.image), classify(after.image)
-                            got = {"colour": r1.colour, "shape": r1.shape}
-                            success += got[attribute] == target
-                            kept += object_kept(r0, r1) if stays == "shape" else r1.colour == r0.colour
-                            background = ~(r0.mask | r1.mask)
-                            diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
-                            outside.append(float(diff[background].mean()) if background.any() else 255.0)
                         rows.append({"site": sae.hook, "change": f"{prompt} -> {target}", "mode": mode,
                                      "keep_error": keep_error, "start": start, "strength": strength,
-                                     "success": success / len(seeds), "kept": kept / len(seeds),
-                                     "outside": float(np.mean(outside)), "samples": len(seeds),
+                                     **score(baseline, drawn, attribute, target, stays), "samples": len(seeds),
                                      "seconds": round(time.perf_counter() - started, 2)})
-    return rows
+    return rows, list(edited.values())
+
+
+def score(baseline, drawn, attribute: str, target: str, stays: str) -> dict:
+    """success, kept and outside (module docstring) over samples paired by seed."""
+    from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
+
+    success = kept = 0
+    outside = []
+    for before, after in zip(baseline, drawn):
+        r0, r1 = classify(before.image), classify(after.image)
+        got = {"colour": r1.colour, "shape": r1.shape}
+        success += got[attribute] == target
+        kept += object_kept(r0, r1) if stays == "shape" else r1.colour == r0.colour
+        background = ~(r0.mask | r1.mask)
+        diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
+        outside.append(float(diff[background].mean()) if background.any() else 255.0)
+    return {"success": success / len(drawn), "kept": kept / len(drawn), "outside": float(np.mean(outside))}
+
+
+def format_prompt_edits(edited: list[dict]) -> str:
+    lines = ["prompt edit, no steering: the same seeds sampled with the target's prompt. Its kept says how often the "
+             "model, told the target, draws it where and as it drew the source: a steer that keeps more beats "
+             "rewriting the prompt.",
+             "| change | prompt | success | kept | outside |", "|---|---|---|---|---|"]
+    lines += [f"| {e['change']} | {e['prompt']} | {e['success']:.0%} | {e['kept']:.0%} | {e['outside']:.1f} |"
+              for e in edited]
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:

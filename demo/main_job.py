@@ -131,7 +131,7 @@ def run_tiny_world(args, out: Path) -> list[str]:
     from . import tiny_world_job
 
     return tiny_world_job.run(out, seeds=2 if args.fast else 4,
-                              strengths=(2.0, 8.0) if args.fast else (1.0, 2.0, 4.0, 8.0),
+                              strengths=(4.0, 8.0) if args.fast else (1.0, 2.0, 4.0, 8.0),
                               strength=args.strength if args.strength is not None else tiny_world_job.STRENGTH)
 
 

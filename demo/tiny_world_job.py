@@ -19,11 +19,11 @@ from PIL import Image, ImageDraw
 PROMPTS = ["a red circle", "a red square", "a red triangle"]
 TARGET = "blue"
 MODE = "add"
-STRENGTH = 2.0
+STRENGTH = 4.0
 START = 0.4  # steer from 40 % of the sampling on: the layout is set by then, the colour is not (bench.steer_effect)
 
 
-def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = MODE, target: str = TARGET,
+def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 3.0, 4.0, 8.0), mode: str = MODE, target: str = TARGET,
         strength: float = STRENGTH, start: float = START, log=print) -> list[str]:
     import torch
 

@@ -85,10 +85,10 @@ WORKFLOWS = [
         "Load Tiny World -> Measure Activation Scale -> SAE Steer FLUX ('blue', x feature mean) -> side by side",
         "# Tiny World: see steering work\n\n"
         "**Files this workflow needs:** none. Load Tiny World loads a tiny FLUX trained on 64x64 coloured shapes, "
-        "its VAE, its text encoder and its SAE (image stream of double block 1, features labelled red, green, "
+        "its VAE, its text encoder and its SAE (image tokens out of the last single block, features labelled red, green, "
         "blue, yellow, circle, square, triangle), all shipped in the pack.\n\n"
         "**How to use.** Queue it: four seeds of 'a red circle' are sampled twice from the same noise, once as "
-        "the model draws them and once with the SAE's 'blue' feature added at 2 x its mean activation "
+        "the model draws them and once with the SAE's 'blue' feature added at 4 x its mean activation "
         "(measured on 'a blue circle', where it fires) from 40 % of the sampling on, once the layout is set. "
         "The steered circles turn blue and stay circles. Try "
         "`features` = `square`, `yellow:4, red:-2`, other strengths or modes; the strength guide in the "
@@ -102,12 +102,12 @@ WORKFLOWS = [
             N("latent", "EmptySD3LatentImage", (380, 660), {"width": 64, "height": 64, "batch_size": 4}),
             N("scale", "SAEActivationScale", (800, 0), {
                 "model": ("world", 0), "positive": ("target", 0), "latent": ("latent", 0),
-                "site": "double.img.out", "block": 1, "steps": 4, "seed": 42, "cfg": 1.0,
+                "site": "single.out", "block": 1, "steps": 4, "seed": 42, "cfg": 1.0,
                 "sampler_name": "euler", "scheduler": "simple", "sae": ("world", 3)}),
             N("report", "PreviewAny", (800, 420), {"source": ("scale", 1)}, "Scale report"),
             N("steer", "SAEFluxSteer", (1200, 0), {
-                "model": ("world", 0), "sae": ("world", 3), "site": "double.img.out", "block": 1,
-                "tokens": "image", "features": "blue", "strength": 2.0, "mode": "add", "keep_error": True,
+                "model": ("world", 0), "sae": ("world", 3), "site": "single.out", "block": 1,
+                "tokens": "image", "features": "blue", "strength": 4.0, "mode": "add", "keep_error": True,
                 "start_percent": 0.4, "end_percent": 1.0, "apply_to": "both", "scale": ("scale", 0),
                 "strength_unit": "× feature mean"}),
         ]
@@ -122,8 +122,8 @@ WORKFLOWS = [
         "**Files this workflow needs:** none (Load Tiny World ships the model, VAE, text encoder and SAE).\n\n"
         "**How to use.** Queue it. SAE Find Features samples the red prompts against the other colours' and "
         "ranks the features that tell them apart (its chart and the `features` line). SAE Steer FLUX adds "
-        "'blue' (6 = about 4 x its mean) only under the left-half mask (two Solid Masks composited), fading out over the last 40 % of "
-        "sampling (`schedule`). SAE Erase Concept pushes 'red' down wherever it fires above its level on the "
+        "'blue' (60 = about 12 x its mean: half the tokens take three times the unmasked strength) only under the left-half mask (two Solid Masks composited), off for the first 40 % of "
+        "sampling and fading in by 50 % (`schedule`), once the layout is set. SAE Erase Concept pushes 'red' down wherever it fires above its level on the "
         "neutral prompts. Four seeds of 'a red circle' are saved for each. See docs/steering_controls.md.",
         [
             N("world", "TinyWorldLoader", (0, 0), {}),
@@ -131,7 +131,7 @@ WORKFLOWS = [
             N("neg", "CLIPTextEncode", (380, 230), {"clip": ("world", 1), "text": ""}, "Negative (unused at cfg 1)"),
             N("latent", "EmptySD3LatentImage", (380, 430), {"width": 64, "height": 64, "batch_size": 4}),
             N("find", "SAEFeatureContrast", (800, 0), {
-                "model": ("world", 0), "sae": ("world", 3), "latent": ("latent", 0), "site": "double.img.out",
+                "model": ("world", 0), "sae": ("world", 3), "latent": ("latent", 0), "site": "single.out",
                 "block": 1, "tokens": "image", "steps": 4, "seed": 0, "cfg": 1.0, "sampler_name": "euler",
                 "scheduler": "simple", "top_n": 8, "rank_by": "normalised difference", "strength": 1.0,
                 "clip": ("world", 1), "concept_prompts": "a red circle\na red square\na red triangle",
@@ -144,12 +144,12 @@ WORKFLOWS = [
             N("mask", "MaskComposite", (0, 610), {"destination": ("blank", 0), "source": ("half", 0), "x": 0, "y": 0,
                                                   "operation": "add"}, "Left half"),
             N("steer", "SAEFluxSteer", (1200, 0), {
-                "model": ("world", 0), "sae": ("world", 3), "site": "double.img.out", "block": 1,
-                "tokens": "image", "features": "blue", "strength": 6.0, "mode": "add", "keep_error": True,
+                "model": ("world", 0), "sae": ("world", 3), "site": "single.out", "block": 1,
+                "tokens": "image", "features": "blue", "strength": 60.0, "mode": "add", "keep_error": True,
                 "start_percent": 0.0, "end_percent": 1.0, "apply_to": "both", "strength_unit": "absolute",
-                "mask": ("mask", 0), "schedule": "0:1, 0.6:1, 1:0"}),
+                "mask": ("mask", 0), "schedule": "0:0, 0.4:0, 0.5:1, 1:1"}),
             N("erase", "SAEConceptErase", (1200, 360), {
-                "model": ("world", 0), "sae": ("world", 3), "site": "double.img.out", "block": 1, "tokens": "image",
+                "model": ("world", 0), "sae": ("world", 3), "site": "single.out", "block": 1, "tokens": "image",
                 "features": "red", "multiplier": 4.0, "push_to": "−multiplier × feature mean",
                 "threshold": "neutral mean", "threshold_value": 0.0, "apply_to": "both", "top_n": 2,
                 "latent": ("latent", 0), "clip": ("world", 1), "concept_prompts": "a red circle",

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo.tiny_world_training", description=__doc__.splitlines()[0])
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {', '.join(STAGES)}")
     p.add_argument("--out", default=None, help="weights folder (default: the pack's nodes/tiny_world/weights)")
-    p.add_argument("--vae-steps", type=int, default=600)
+    p.add_argument("--vae-steps", type=int, default=900)
     p.add_argument("--decoder-steps", type=int, default=600)
     p.add_argument("--flux-steps", type=int, default=3000)
     p.add_argument("--flux-images", type=int, default=4000)

@@ -10,7 +10,7 @@ from comfyui_sae_steering.nodes.tiny_world import models, world
 from comfyui_sae_steering.nodes.tiny_world.text_encoder import TinyWorldTextModel, TinyWorldTokenizer
 
 from .flux import train_flux
-from .vae import build_taesd, images_to_tensor, sharpen_decoder, train_vae
+from .vae import build_taesd, images_to_tensor, match_code_spread, sharpen_decoder, train_factored_vae
 
 SAE_WIDTH, SAE_K = 512, 8
 SAMPLING_STEPS = 20
@@ -22,8 +22,11 @@ def _flux_latent_format():
 
 
 def stage_vae(out, args, seeds, progress) -> dict:
-    model, report = train_vae(args.vae_steps, batch=16, seed=seeds["vae"], progress=progress)
+    model, report = train_factored_vae(args.vae_steps, batch=8, seed=seeds["vae"], progress=progress)
     images, _ = world.dataset(512, seed=seeds["vae_stats"])
+    # measured on the weights as the fp16 file holds them, so this part can be rerun from the file alone
+    model.load_state_dict({k: v.to(torch.float16).float() for k, v in model.state_dict().items()})
+    report["colour_code_factor"] = match_code_spread(model, images_to_tensor(images))
     with torch.no_grad():
         raw = model.taesd_encoder(images_to_tensor(images))
         mean, std = float(raw.mean()), float(raw.std())

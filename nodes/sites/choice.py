@@ -39,7 +39,10 @@ def in_units(features: list[tuple[int, float]], unit: str, scale, site: str, blo
     if unit == "× token norm":
         norm = scale.token_norm(site, block, unit)
         return [with_value(e, e[1] * norm) for e in features]
-    return [with_value(e, e[1] * scale.feature_mean(site, block, e[0], sae.d_sae, unit)) for e in features]
+    # a strength of 0 (set red to 0, erase) is 0 in any unit: it needs no mean, so it may name a feature that
+    # never fired on the measured prompts
+    return [e if e[1] == 0 else with_value(e, e[1] * scale.feature_mean(site, block, e[0], sae.d_sae, unit))
+            for e in features]
 
 
 def site_input(choices: list[str] | None = None, extra_sites: tuple[str, ...] = ()):

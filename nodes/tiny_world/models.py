@@ -9,9 +9,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FLUX_FILE = "tiny_world_flux.safetensors"
 VAE_FILE = "tiny_world_vae.safetensors"
 TEXT_ENCODER_FILE = "tiny_world_text_encoder.safetensors"
-SAE_FILE = "tiny_world_sae.safetensors"  # the loader's SAE: image stream out of double block 1
+SAE_FILE = "tiny_world_sae.safetensors"  # the loader's SAE: image tokens out of the last single block
 # every shipped SAE and the (site, block) it reads; the benchmark compares them
-SAE_SITES = {SAE_FILE: ("double.img.out", 1), "tiny_world_sae_single0.safetensors": ("single.out", 0)}
+SAE_SITES = {SAE_FILE: ("single.out", 1), "tiny_world_sae_single0.safetensors": ("single.out", 0)}
 SAE_FILES = list(SAE_SITES)
 RETRAIN = "python -m demo.tiny_world_training (from the pack's folder; see docs/tiny_world.md)"
 

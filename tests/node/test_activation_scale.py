@@ -199,6 +199,18 @@ def test_strength_units_without_matching_statistics_are_refused(tiny_flux, tiny_
             steer(tiny_flux, chosen, **overrides)
 
 
+def test_a_zero_strength_needs_no_mean_so_it_may_name_a_feature_that_never_fired(tiny_flux, tiny_cond, sae):
+    """"set red to 0" measured on a blue prompt: red never fired there, and 0 is 0 in every unit."""
+    positive, negative = tiny_cond
+    scale, _, _ = measure(tiny_flux, positive, negative, site="double.img.out", block=1, sae=sae, steps=1)
+    (a,) = fired_features(scale.to_dict()["double.img.out[1]"], 1)
+    run = lambda model: sample(model, positive, negative, latent=LATENT, steps=2, cfg=2.0, seed=9)  # noqa: E731
+    relative = steer(tiny_flux, sae, features=f"{DEAD}:0, {a}:2", mode="set", scale=scale,
+                     strength_unit="× feature mean")
+    mean = scale.to_dict()["double.img.out[1]"]["feature_mean"][a]
+    assert torch.equal(run(relative), run(steer(tiny_flux, sae, features=f"{DEAD}:0, {a}:{2 * mean!r}", mode="set")))
+
+
 def test_node_contract():
     assert SAEActivationScale in NODES
     schema = SAEActivationScale.define_schema()
