@@ -13,7 +13,8 @@ the contrast finder.
     feature's mean on the concept. Printed: % of samples no longer read as red, % with the shape kept
     (``classify.object_kept`` against the unsteered image: same shape reading, object overlap IoU >= 0.5).
 (c) Contrast finder. SAEFeatureContrast, concept set "a C circle/square/triangle" against the other colours'
-    prompts (and likewise per shape): the rank of the feature labelled C among all features.
+    prompts (and likewise per shape), ``--finder-steps`` steps each: the rank of the feature labelled C among
+    all features.
 20 euler steps, cfg 1, seeds 0..N-1, as bench.steer_effect samples.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=8, help="samples per setting (seeds 0..N-1)")
     p.add_argument("--strength", type=float, default=4.0, help="mask test: strength in × feature mean")
     p.add_argument("--multipliers", default="1,2,4,8", help="erasure multipliers to try")
+    p.add_argument("--finder-steps", type=int, default=20,
+                   help="contrast finder: sampling steps per prompt (20: the sampling the labels were found on)")
     p.add_argument("--out", default="output/steer_controls")
     return p.parse_args(argv)
 
@@ -121,7 +124,7 @@ def erase_test(model, clip, vae, sae, seeds, multipliers) -> list[dict]:
     return rows
 
 
-def contrast_test(model, clip, sae, seeds) -> list[dict]:
+def contrast_test(model, clip, sae, seeds, steps: int) -> list[dict]:
     import torch
 
     from comfyui_sae_steering.nodes.scan.feature_contrast_node import SAEFeatureContrast
@@ -138,7 +141,7 @@ def contrast_test(model, clip, sae, seeds) -> list[dict]:
             for rank_by in ("normalised difference", "frequency difference"):
                 _, _, report = SAEFeatureContrast.execute(
                     model=model, sae=sae, latent={"samples": torch.zeros(len(seeds), 16, 8, 8)}, site=site,
-                    block=int(block), tokens="image", steps=4, seed=0, cfg=1.0, sampler_name="euler",
+                    block=int(block), tokens="image", steps=steps, seed=0, cfg=1.0, sampler_name="euler",
                     scheduler="simple", top_n=sae.d_sae, rank_by=rank_by, strength=1.0, clip=clip,
                     concept_prompts=prompts(True), neutral_prompts=prompts(False)).result
                 ranked = [int(line.split()[1]) for line in report.splitlines()[2:] if line.strip() and line.split()[0].isdigit()]
@@ -160,7 +163,7 @@ def run(args) -> dict:
         sae = SAE_CACHE.get(str(models.weight_path(sae_file)), "auto")
         results[sae.hook] = {"mask": mask_test(model, clip, vae, sae, seeds, args.strength),
                              "erase": erase_test(model, clip, vae, sae, seeds, multipliers),
-                             "contrast": contrast_test(model, clip, sae, seeds)}
+                             "contrast": contrast_test(model, clip, sae, seeds, args.finder_steps)}
     return results
 
 
