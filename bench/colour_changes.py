@@ -5,7 +5,7 @@
 For each change ("a red circle" -> blue, ...), SAE Steer FLUX adds the target colour's labelled feature
 (`add`, keep_error on, from ``--start`` of the sampling, strength in × the feature's mean measured on
 "a <target> circle") at the loader SAE's site, and the project's classifier scores success and kept as
-bench.steer_effect does (``score``). Prints one table: turned to the target / kept.
+bench.steer_effect does (``demo.tiny_world_eval.score``). Prints one table: turned to the target / kept.
 """
 from __future__ import annotations
 
@@ -28,8 +28,7 @@ def main(argv=None) -> int:
     start_on_cpu()
     from comfyui_sae_steering.nodes.tiny_world.loader_node import TinyWorldLoader
 
-    from bench.steer_effect import score
-    from comfyui_sae_steering.demo.tiny_world_eval import sample_images, steer, target_scale
+    from comfyui_sae_steering.demo.tiny_world_eval import sample_images, score, steer, target_scale
 
     model, clip, vae, sae = TinyWorldLoader.execute().result
     seeds, strengths = list(range(args.seeds)), [float(s) for s in args.strengths.split(",")]

@@ -66,7 +66,7 @@ def run(args) -> tuple[list[dict], list[dict]]:
     from comfyui_sae_steering.nodes.sae_loader import SAE_CACHE
     from comfyui_sae_steering.nodes.tiny_world import models
 
-    from comfyui_sae_steering.demo.tiny_world_eval import sample_images, steer, target_scale
+    from comfyui_sae_steering.demo.tiny_world_eval import sample_images, score, steer, target_scale
 
     seeds = list(range(3 if args.quick else args.seeds))
     strengths = [1, 2, 4] if args.quick else STRENGTHS
@@ -99,23 +99,6 @@ def run(args) -> tuple[list[dict], list[dict]]:
                                      **score(baseline, drawn, attribute, target, stays), "samples": len(seeds),
                                      "seconds": round(time.perf_counter() - started, 2)})
     return rows, list(edited.values())
-
-
-def score(baseline, drawn, attribute: str, target: str, stays: str) -> dict:
-    """success, kept and outside (module docstring) over samples paired by seed."""
-    from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
-
-    success = kept = 0
-    outside = []
-    for before, after in zip(baseline, drawn):
-        r0, r1 = classify(before.image), classify(after.image)
-        got = {"colour": r1.colour, "shape": r1.shape}
-        success += got[attribute] == target
-        kept += object_kept(r0, r1) if stays == "shape" else r1.colour == r0.colour
-        background = ~(r0.mask | r1.mask)
-        diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
-        outside.append(float(diff[background].mean()) if background.any() else 255.0)
-    return {"success": success / len(drawn), "kept": kept / len(drawn), "outside": float(np.mean(outside))}
 
 
 def format_prompt_edits(edited: list[dict]) -> str:

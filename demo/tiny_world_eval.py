@@ -92,3 +92,23 @@ def steer(model, sae, scale, features: str, strength: float, mode: str = "add", 
                         strength=float(strength), mode=mode, keep_error=keep_error, start_percent=start_percent,
                         end_percent=end_percent, apply_to="both", scale=scale,
                         strength_unit="× feature mean").result[0]
+
+
+def score(baseline, drawn, attribute: str, target: str, stays: str) -> dict:
+    """Over samples paired by seed (lists of ``Drawn``): success (the ``attribute`` reads as ``target``), kept
+    (``stays``: the shape, in place, ``classify.object_kept``; or the colour, as in the baseline) and outside
+    (mean absolute pixel change, 0-255, on pixels outside the object in both images)."""
+    classify_module = pack("nodes.tiny_world.classify")
+    classify, object_kept = classify_module.classify, classify_module.object_kept
+
+    success = kept = 0
+    outside = []
+    for before, after in zip(baseline, drawn):
+        r0, r1 = classify(before.image), classify(after.image)
+        got = {"colour": r1.colour, "shape": r1.shape}
+        success += got[attribute] == target
+        kept += object_kept(r0, r1) if stays == "shape" else r1.colour == r0.colour
+        background = ~(r0.mask | r1.mask)
+        diff = np.abs(before.image.astype(np.float32) - after.image.astype(np.float32)).mean(-1)
+        outside.append(float(diff[background].mean()) if background.any() else 255.0)
+    return {"success": success / len(drawn), "kept": kept / len(drawn), "outside": float(np.mean(outside))}

@@ -23,14 +23,14 @@ STRENGTH = 4.0
 START = 0.4  # steer from 40 % of the sampling on: the layout is set by then, the colour is not (bench.steer_effect)
 
 
-def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 3.0, 4.0, 8.0), mode: str = MODE, target: str = TARGET,
+def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 4.0, 8.0), mode: str = MODE, target: str = TARGET,
         strength: float = STRENGTH, start: float = START, log=print) -> list[str]:
     import torch
 
-    from .tiny_world_eval import pack, sample_images, steer, target_scale
+    from .tiny_world_eval import pack, sample_images, score, steer, target_scale
 
     TinyWorldLoader = pack("nodes.tiny_world.loader_node").TinyWorldLoader  # noqa: N806
-    classify, object_kept = pack("nodes.tiny_world.classify").classify, pack("nodes.tiny_world.classify").object_kept
+    classify = pack("nodes.tiny_world.classify").classify
 
     torch.set_num_threads(1)
     t = time.perf_counter()
@@ -51,13 +51,14 @@ def run(out: Path, seeds: int = 4, strengths=(1.0, 2.0, 3.0, 4.0, 8.0), mode: st
     grid = draw_grid(columns, [f"{p}" if i % 2 == 0 else f"+ {target} x{strength:g}" for p in PROMPTS for i in (0, 1)])
     grid.save(out / "tiny_world_grid.png")
 
-    base = [(classify(d.image), p) for p, col in zip(PROMPTS, columns[::2]) for d in col]
+    unsteered = [d for col in columns[::2] for d in col]
     rows = []
     for s in strengths:
         m = steer(model, sae, scale, target, s, mode, start_percent=start)
-        readings = [classify(d.image) for p in PROMPTS for d in sample_images(m, clip, vae, p, range(seeds))]
-        rows.append({"strength": s, "success": np.mean([r.colour == target for r in readings]),
-                     "shape_kept": np.mean([object_kept(b, r) for (b, _), r in zip(base, readings)])})
+        result = score(unsteered, [d for p in PROMPTS for d in sample_images(m, clip, vae, p, range(seeds))],
+                       "colour", target, "shape")
+        rows.append({"strength": s, "success": result["success"], "shape_kept": result["kept"]})
+    base = [(classify(d.image), d.prompt) for d in unsteered]
     table = [f"steering '{target}' ({mode}, keep_error on, from {start:.0%} of the sampling) on {', '.join(PROMPTS)}; "
              f"{seeds} seeds each; "
              f"classifier: nodes/tiny_world/classify.py",
