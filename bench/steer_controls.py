@@ -8,10 +8,12 @@ the contrast finder.
     Each image is read per half by the project's classifier (the other half painted background): a half
     "changed" when its object part reads as another colour than in the unsteered image of the same seed. Printed:
     of the samples whose object has a part in that half, the fraction where that half changed, left and right.
-(b) Concept erasure. SAEConceptErase on "a red circle": features "red" (the labelled feature) or found by
-    contrast (top 2), thresholds the neutral mean over "a blue/green/yellow circle", target −multiplier × the
-    feature's mean on the concept. Printed: % of samples no longer read as red, % with the shape kept
-    (``classify.object_kept`` against the unsteered image: same shape reading, object overlap IoU >= 0.5).
+(b) Concept erasure. SAEConceptErase of "red": features "red" (the labelled feature) or found by contrast
+    (top 4) of "a red circle/square/triangle" against the other colours' nine prompts, threshold the neutral
+    mean, target −multiplier × the feature's mean on the concept, scope per token (SAeUron) and per image,
+    from ``--erase-start`` on. Printed per red shape: % of samples no longer read as red, % with the shape kept
+    (``classify.object_kept`` against the unsteered image: same shape reading, object overlap IoU >= 0.5);
+    and % of "a green circle", "a blue square", "a yellow triangle" left as they were (colour and shape).
 (c) Contrast finder. SAEFeatureContrast, concept set "a C circle/square/triangle" against the other colours'
     prompts (and likewise per shape), ``--finder-steps`` steps each: the rank of the feature labelled C among
     all features.
@@ -30,7 +32,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.steer_controls", description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=8, help="samples per setting (seeds 0..N-1)")
     p.add_argument("--strength", type=float, default=4.0, help="mask test: strength in × feature mean")
-    p.add_argument("--multipliers", default="1,2,4,8", help="erasure multipliers to try")
+    p.add_argument("--multipliers", default="0.5,1,2", help="erasure multipliers to try")
+    p.add_argument("--erase-start", type=float, default=0.0,
+                   help="erasure: start_percent (0: every step, as SAeUron erases)")
     p.add_argument("--finder-steps", type=int, default=20,
                    help="contrast finder: sampling steps per prompt (20: the sampling the labels were found on)")
     p.add_argument("--out", default="output/steer_controls")
@@ -97,30 +101,46 @@ def mask_test(model, clip, vae, sae, seeds, strength) -> dict:
     return out
 
 
-def erase_test(model, clip, vae, sae, seeds, multipliers) -> list[dict]:
+ERASE_PROMPTS = ("a red circle", "a red square", "a red triangle")
+OTHER_PROMPTS = ("a green circle", "a blue square", "a yellow triangle")  # erasing red should leave these be
+
+
+def erase_test(model, clip, vae, sae, seeds, multipliers, start_percent) -> list[dict]:
     import torch
 
     from comfyui_sae_steering.demo.tiny_world_eval import sample_images
-    from comfyui_sae_steering.nodes.steer.concept_erase_node import SAEConceptErase
+    from comfyui_sae_steering.nodes.steer.concept_erase_node import SCOPES, SAEConceptErase
     from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
+    from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES
 
     site, block = sae.hook.rsplit(".", 1)
-    baseline = [classify(d.image) for d in sample_images(model, clip, vae, "a red circle", seeds)]
+    prompts = (*ERASE_PROMPTS, *OTHER_PROMPTS)
+    baseline = {p: [classify(d.image) for d in sample_images(model, clip, vae, p, seeds)] for p in prompts}
+    neutral = "\n".join(f"a {c} {s}" for c in COLOURS if c != "red" for s in SHAPES)
     rows = []
-    for features, label in (("red", "labelled 'red'"), ("", "by contrast, top 2")):
-        for multiplier in multipliers:
-            model_out, report = SAEConceptErase.execute(
-                model=model, sae=sae, site=site, block=int(block), tokens="image", features=features,
-                multiplier=multiplier, push_to="−multiplier × feature mean", threshold="neutral mean",
-                threshold_value=0.0, apply_to="both", top_n=2, latent={"samples": torch.zeros(4, 16, 8, 8)},
-                clip=clip, concept_prompts="a red circle", neutral_prompts="a blue circle\na green circle\na yellow circle",
-                steps=8, seed=0).result
-            chosen = [line.split(":")[0] for line in report.splitlines()[1:] if ": above" in line]
-            after = [classify(d.image) for d in sample_images(model_out, clip, vae, "a red circle", seeds)]
-            rows.append({"features": label, "chosen": chosen, "multiplier": multiplier,
-                         "not_red": sum(a.colour != "red" for a in after) / len(after),
-                         "shape_kept": sum(object_kept(b, a) for b, a in zip(baseline, after)) / len(after),
-                         "colours": [a.colour for a in after]})
+    for scope in SCOPES:
+        for features, label in (("red", "labelled 'red'"), ("", "by contrast, top 4")):
+            for multiplier in multipliers:
+                model_out, report = SAEConceptErase.execute(
+                    model=model, sae=sae, site=site, block=int(block), tokens="image", features=features,
+                    multiplier=multiplier, push_to="−multiplier × feature mean", threshold="neutral mean",
+                    threshold_value=0.0, apply_to="both", top_n=4, latent={"samples": torch.zeros(4, 16, 8, 8)},
+                    clip=clip, concept_prompts="\n".join(ERASE_PROMPTS), neutral_prompts=neutral, steps=8, seed=0,
+                    scope=scope, start_percent=start_percent).result
+                chosen = [line.split(":")[0] for line in report.splitlines()[1:] if ": above" in line]
+                per_prompt = {}
+                for prompt in prompts:
+                    after = [classify(d.image) for d in sample_images(model_out, clip, vae, prompt, seeds)]
+                    kept = [object_kept(b, a) for b, a in zip(baseline[prompt], after)]
+                    per_prompt[prompt] = {
+                        "not_red": sum(a.colour != "red" for a in after) / len(after),
+                        "shape_kept": sum(kept) / len(after),
+                        "unchanged": sum(k and a.colour == b.colour for k, a, b in zip(kept, after, baseline[prompt])) / len(after),
+                        "colours": [a.colour for a in after]}
+                mean = lambda key, group: sum(per_prompt[p][key] for p in group) / len(group)  # noqa: E731
+                rows.append({"scope": scope, "features": label, "chosen": chosen, "multiplier": multiplier,
+                             "erased": mean("not_red", ERASE_PROMPTS), "shape_kept": mean("shape_kept", ERASE_PROMPTS),
+                             "others_unchanged": mean("unchanged", OTHER_PROMPTS), "per_prompt": per_prompt})
     return rows
 
 
@@ -162,7 +182,7 @@ def run(args) -> dict:
     for sae_file in models.SAE_FILES:
         sae = SAE_CACHE.get(str(models.weight_path(sae_file)), "auto")
         results[sae.hook] = {"mask": mask_test(model, clip, vae, sae, seeds, args.strength),
-                             "erase": erase_test(model, clip, vae, sae, seeds, multipliers),
+                             "erase": erase_test(model, clip, vae, sae, seeds, multipliers, args.erase_start),
                              "contrast": contrast_test(model, clip, sae, seeds, args.finder_steps)}
     return results
 
@@ -176,10 +196,14 @@ def format_results(results: dict) -> str:
             cells = [f"{side} {row[side]['changed']:.0%} ({row[side]['blue']:.0%}) of {row[side]['samples']}"
                      for side in ("left", "right")]
             lines.append(f"    {name:15s} " + "; ".join(cells))
-        lines.append("(b) erase 'red' on 'a red circle': not red / shape kept")
+        lines.append("(b) erase 'red' (concept: red circle/square/triangle, neutral: the other colours' prompts): "
+                     "% no longer red / % shape kept, per shape and all; % of other colours' objects unchanged")
         for row in r["erase"]:
-            lines.append(f"    {row['features']:20s} ×{row['multiplier']:g}: {row['not_red']:.0%} / {row['shape_kept']:.0%}"
-                         f"  features {', '.join(row['chosen'])}")
+            cells = [f"{p.split()[-1]} {row['per_prompt'][p]['not_red']:.0%}/{row['per_prompt'][p]['shape_kept']:.0%}"
+                     for p in ERASE_PROMPTS]
+            lines.append(f"    {row['scope']:9s} {row['features']:18s} ×{row['multiplier']:g}: {', '.join(cells)}; "
+                         f"all {row['erased']:.0%}/{row['shape_kept']:.0%}; others unchanged {row['others_unchanged']:.0%}"
+                         f"  (features {', '.join(row['chosen'])})")
         lines.append("(c) contrast finder: rank of the labelled feature (1 = first)")
         for row in r["contrast"]:
             lines.append(f"    {row['attribute']} {row['value']:8s} {row['rank_by']:22s} feature {row['feature']}: "

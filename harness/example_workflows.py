@@ -123,8 +123,10 @@ WORKFLOWS = [
         "**How to use.** Queue it. SAE Find Features samples the red prompts against the other colours' and "
         "ranks the features that tell them apart (its chart and the `features` line). SAE Steer FLUX adds "
         "'blue' (60 = about 12 x its mean: half the tokens take three times the unmasked strength) only under the left-half mask (two Solid Masks composited), off for the first 40 % of "
-        "sampling and fading in by 50 % (`schedule`), once the layout is set. SAE Erase Concept pushes 'red' down wherever it fires above its level on the "
-        "neutral prompts. Four seeds of 'a red circle' are saved for each. See docs/steering_controls.md.",
+        "sampling and fading in by 50 % (`schedule`), once the layout is set. SAE Erase Concept finds the four features "
+        "that tell the red prompts from the other colours' and pushes them below zero on every image where they fire "
+        "above their level on those prompts (`scope` per image: a colour covers the whole picture). Four seeds of "
+        "'a red circle' are saved for each. See docs/steering_controls.md.",
         [
             N("world", "TinyWorldLoader", (0, 0), {}),
             N("pos", "CLIPTextEncode", (380, 0), {"clip": ("world", 1), "text": "a red circle"}, "Prompt"),
@@ -150,10 +152,13 @@ WORKFLOWS = [
                 "mask": ("mask", 0), "schedule": "0:0, 0.4:0, 0.5:1, 1:1"}),
             N("erase", "SAEConceptErase", (1200, 360), {
                 "model": ("world", 0), "sae": ("world", 3), "site": "single.out", "block": 1, "tokens": "image",
-                "features": "red", "multiplier": 4.0, "push_to": "−multiplier × feature mean",
-                "threshold": "neutral mean", "threshold_value": 0.0, "apply_to": "both", "top_n": 2,
-                "latent": ("latent", 0), "clip": ("world", 1), "concept_prompts": "a red circle",
-                "neutral_prompts": "a blue circle\na green circle\na yellow circle", "steps": 4, "seed": 0}),
+                "features": "", "multiplier": 1.0, "push_to": "−multiplier × feature mean",
+                "threshold": "neutral mean", "threshold_value": 0.0, "apply_to": "both", "top_n": 4,
+                "latent": ("latent", 0), "clip": ("world", 1),
+                "concept_prompts": "a red circle\na red square\na red triangle",
+                "neutral_prompts": "\n".join(f"a {c} {s}" for c in ("green", "blue", "yellow")
+                                             for s in ("circle", "square", "triangle")),
+                "steps": 8, "seed": 0, "scope": "per image", "start_percent": 0.0, "end_percent": 1.0}),
             N("erased_report", "PreviewAny", (1200, 760), {"source": ("erase", 1)}, "Erasure report"),
         ]
         + side_by_side(1600, "tiny_world_controls", ("left_half_blue", ("steer", 0), ("pos", 0)),

@@ -373,10 +373,25 @@ class SparseAutoencoder:
         for s, e in self._chunks(flat.shape[0]):
             xm = flat[s:e].to(self._math_dtype)
             xn, std, _ = self._normalise(xm)
-            delta = rule(self._feature_z(xn, idx, W, rows)) @ rows.W_dec
-            if std is not None:
-                delta = delta * std
-            out[s:e] = (xm + delta).to(x.dtype)
+            out[s:e] = _plus_decoded(xm, rule(self._feature_z(xn, idx, W, rows)), rows.W_dec, std).to(x.dtype)
+        return out.reshape(x.shape)
+
+    @torch.no_grad()
+    def add_feature_deltas(self, x: torch.Tensor, features, dz: torch.Tensor) -> torch.Tensor:
+        """x + Σ_f Δz_f · d_f (· σ per token for layer-norm SAEs), the error kept, for a Δz [..., len(features)]
+        computed beforehand: what ``steer_by_rule`` does for a rule that reads more than one token's z (an
+        image's mean over its tokens), computed from ``feature_values``. An all-zero Δz gives x bit for bit."""
+        flat = self._flat(x)
+        idx = self._features(features)
+        if tuple(dz.shape) != (*x.shape[:-1], len(idx)):
+            raise ValueError(f"feature deltas have shape {tuple(dz.shape)}; for activations {tuple(x.shape)} and "
+                             f"{len(idx)} features they must be {(*x.shape[:-1], len(idx))}")
+        dz, rows = dz.reshape(flat.shape[0], len(idx)), self._rows(idx)
+        out = torch.empty_like(flat)
+        for s, e in self._chunks(flat.shape[0]):
+            xm = flat[s:e].to(self._math_dtype)
+            std = self._normalise(xm)[1] if self.normalize == "layer_norm" else None
+            out[s:e] = _plus_decoded(xm, dz[s:e].to(self._math_dtype), rows.W_dec, std).to(x.dtype)
         return out.reshape(x.shape)
 
     def _cached_add_vector(self, edits, x):
@@ -422,3 +437,10 @@ class _Rows(NamedTuple):
     b_enc: torch.Tensor
     W_dec: torch.Tensor
     threshold: torch.Tensor | None
+
+
+def _plus_decoded(xm: torch.Tensor, dz: torch.Tensor, dec_rows: torch.Tensor, std: torch.Tensor | None) -> torch.Tensor:
+    """xm + Δz @ the features' decoder rows, times each token's σ for a layer-norm SAE (its decoder writes
+    in the normalised space)."""
+    delta = dz @ dec_rows
+    return xm + (delta if std is None else delta * std)

@@ -3,11 +3,13 @@
 Features are given (index or label) or found by contrast of the concept set against the neutral set (as SAE
 Find Features ranks them). Thresholds (the neutral mean) and targets (−multiplier × the feature's mean
 where it fires for the concept) come from those sets measured here, or from a value / a measured scale.
-The returned model erases every step, on both CFG halves by default. With a concept set, one preview
-sampling of its first conditioning reports how much each step removed.
+The returned model erases every step (or from start_percent to end_percent), on both CFG halves by default,
+on each token above the threshold or (scope "per image") on every token of an image whose mean is above. With a
+concept set, one preview sampling of its first conditioning reports how much each step removed.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
@@ -27,6 +29,7 @@ from .feature_spec import parse_features
 
 PUSH_TO = ["−multiplier × feature mean", "zero"]
 THRESHOLDS = ["neutral mean", "value"]
+SCOPES = ["per token", "per image"]
 log = logging.getLogger(__name__)
 
 
@@ -127,6 +130,14 @@ class SAEConceptErase(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, optional=True),
                 SAEScaleType.Input("scale", optional=True,
                                    tooltip="Feature means measured at this site, when no concept set is given."),
+                io.Combo.Input("scope", options=SCOPES, default=SCOPES[0], optional=True,
+                               tooltip="per token (SAeUron): each token where the feature exceeds the threshold. "
+                                       "per image: every token of an image whose mean exceeds it, for concepts that "
+                                       "cover the whole picture (a colour, a style), which a per-token erase leaves "
+                                       "patchy."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001, optional=True,
+                               tooltip="Erase from this part of the sampling on (0: every step, as SAeUron)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, optional=True),
             ],
             outputs=[io.Model.Output(), io.String.Output(display_name="report")],
         )
@@ -134,8 +145,13 @@ class SAEConceptErase(io.ComfyNode):
     @classmethod
     def execute(cls, model, sae, site, block, tokens, features, multiplier, push_to, threshold, threshold_value,
                 apply_to, top_n, latent=None, concept=None, neutral=None, clip=None, concept_prompts="",
-                neutral_prompts="", steps=4, seed=0, scale=None) -> io.NodeOutput:
+                neutral_prompts="", steps=4, seed=0, scale=None, scope=SCOPES[0], start_percent=0.0,
+                end_percent=1.0) -> io.NodeOutput:
+        if scope not in SCOPES:
+            raise ValueError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+        per_image = scope == "per image"
         site, block = resolve_site(model, site, block, sae)
+        spec = TapSpec(site, block, tokens, apply_to, start_percent, end_percent)  # checks the window before measuring
         sets = [optional_set("concept", concept, concept_prompts, clip), optional_set("neutral", neutral, neutral_prompts, clip)]
         measure_spec = TapSpec(site, block, tokens, apply_to="positive")
         stats = [None, None]
@@ -148,12 +164,13 @@ class SAEConceptErase(io.ComfyNode):
             stats = [next(filled).stats if s else None for s in sets]
         chosen, thresholds, targets, lines = erase_plan(sae, site, block, features, multiplier, push_to, threshold,
                                                         threshold_value, stats[0], stats[1], top_n, scale)
-        spec = TapSpec(site, block, tokens, apply_to)
-        patched, _ = attach_site(model, spec, EraseCallback(sae, chosen, thresholds, targets), d_in=sae.d_in)
-        report = [f"SAE Erase Concept at {describe_site(site, block)}, {apply_to}:"] + lines
+        patched, _ = attach_site(model, spec, EraseCallback(sae, chosen, thresholds, targets, per_image=per_image),
+                                 d_in=sae.d_in)
+        window = "" if spec.whole_sampling else f", {start_percent:g}-{end_percent:g} of the sampling"
+        report = [f"SAE Erase Concept at {describe_site(site, block)}, {apply_to}, {scope}{window}:"] + lines
         if sets[0]:  # preview: what erasing removes on the concept's own first conditioning
-            preview = EraseCallback(sae, chosen, thresholds, targets, record=True)
-            tapped, _ = attach_site(model, TapSpec(site, block, tokens, "positive"), preview, d_in=sae.d_in)
+            preview = EraseCallback(sae, chosen, thresholds, targets, record=True, per_image=per_image)
+            tapped, _ = attach_site(model, dataclasses.replace(spec, apply_to="positive"), preview, d_in=sae.d_in)
             run_sampling(tapped, sets[0][0], None, latent, steps, seed, 1.0, "euler", "simple")
             report += ["", "on the concept's first prompt, "] + removal_report(preview, chosen, sae.labels)
         text = "\n".join(report)

@@ -153,6 +153,33 @@ def test_steering_blue_turns_red_shapes_blue_in_place_and_leaves_the_model_untou
     assert [classify(d.image).colour for d in sample_images(model, clip, vae, PROMPTS[0], seeds)] == ["red"] * 4
 
 
+def test_erasing_red_per_image_removes_it_keeps_the_shape_and_leaves_other_colours(tiny_world):
+    """SAE Erase Concept as bench.steer_controls measures it (the features found by contrast, scope per image):
+    red objects stop being red and keep their shape in place; a green object stays as it was."""
+    from comfyui_sae_steering.nodes.steer.concept_erase_node import SAEConceptErase
+
+    model, clip, vae, sae = tiny_world
+    site, block = sae.hook.rsplit(".", 1)
+    erased, report = SAEConceptErase.execute(
+        model=model, sae=sae, site=site, block=int(block), tokens="image", features="", multiplier=1.0,
+        push_to="−multiplier × feature mean", threshold="neutral mean", threshold_value=0.0, apply_to="both",
+        top_n=4, latent={"samples": torch.zeros(4, 16, 8, 8)}, clip=clip,
+        concept_prompts="\n".join(world.prompt_for("red", s) for s in world.SHAPES),
+        neutral_prompts="\n".join(world.prompt_for(c, s) for c in world.COLOURS if c != "red" for s in world.SHAPES),
+        steps=8, seed=0, scope="per image").result
+    assert "(red)" in report  # the labelled feature is among those found
+    seeds = [0, 1, 2, 3]
+    for prompt in ("a red circle", "a red triangle", "a green circle"):
+        before = [classify(d.image) for d in sample_images(model, clip, vae, prompt, seeds)]
+        after = [classify(d.image) for d in sample_images(erased, clip, vae, prompt, seeds)]
+        kept = sum(object_kept(b, a) for b, a in zip(before, after))
+        colours = [a.colour for a in after]
+        if "red" in prompt:
+            assert sum(c != "red" for c in colours) >= 3 and kept >= 3, (prompt, colours, kept)
+        else:
+            assert colours == [b.colour for b in before] and kept >= 3, (prompt, colours, kept)
+
+
 def test_missing_weights_say_how_to_retrain(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"tiny_world_flux\.safetensors.*python -m demo\.tiny_world_training"):
         models.load_models(tmp_path)

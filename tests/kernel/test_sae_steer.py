@@ -250,3 +250,24 @@ def test_repeated_plain_add_follows_new_weights_dtypes_and_checks():
         sae.steer(x[..., :5], edits)
     with pytest.raises(ValueError, match="features"):
         sae.steer(x, [Edit(4, "add", 1.5), Edit(D_SAE, "add", 1.0)])
+
+
+@pytest.mark.parametrize("arch,normalize", ARCHS)
+def test_add_feature_deltas_is_decode_of_edited_plus_error(arch, normalize):
+    """For a Δz computed beforehand (concept erasure per image): decode(z + Δz) + x − decode(z), chunked or not;
+    an all-zero Δz gives x bit for bit; a Δz of another shape is refused, naming both shapes."""
+    sae, p = make(arch, normalize)
+    x = x_for(shape=(3, 11))
+    features = [2, 9, 30]
+    dz = torch.randn(3, 11, len(features), generator=torch.Generator().manual_seed(4))
+    z = ref_encode(p, arch, normalize, x)
+    edited = z.clone()
+    edited[..., features] += dz.double()
+    want = ref_decode(p, normalize, edited, x) + x.double() - ref_decode(p, normalize, z, x)
+    for chunk in (None, 4):
+        sae.chunk_tokens = chunk
+        torch.testing.assert_close(sae.add_feature_deltas(x, features, dz).double(), want, rtol=1e-5, atol=1e-5)
+    keep = x.clone()
+    assert torch.equal(sae.add_feature_deltas(x, features, torch.zeros_like(dz)), x) and torch.equal(x, keep)
+    with pytest.raises(ValueError, match=r"feature deltas have shape \(3, 11, 2\).* must be \(3, 11, 3\)"):
+        sae.add_feature_deltas(x, features, dz[..., :2])

@@ -66,22 +66,55 @@ def test_given_features_pushed_to_zero_above_a_value(tiny_flux, tiny_cond, sae):
     assert not hooks_left(tiny_flux.get_model_object("diffusion_model"))
 
 
-def test_features_thresholds_and_targets_from_the_sets(tiny_flux, sae):
+def expected_per_image(sae, before, features, threshold, target):
+    """Per image by hand: every token of an image (row) whose mean z over its tokens is above the threshold."""
+    z = sae.encode(before)[..., features]
+    dz = torch.where(z.mean(-2, keepdim=True) > threshold, target - z, torch.zeros_like(z))
+    return before + dz @ sae.W_dec[features], (dz != 0).any(-1)
+
+
+@pytest.mark.parametrize("scope", ["per token", "per image"])
+def test_features_thresholds_and_targets_from_the_sets(tiny_flux, sae, scope):
     concept, neutral = tiny_conditioning(seed=1), tiny_conditioning(seed=2)
     za, zb = set_z(tiny_flux, sae, [concept]), set_z(tiny_flux, sae, [neutral])
     score = by_hand(za, zb, "normalised difference")
     top = [int(f) for f in torch.sort(score, descending=True, stable=True).indices[:3] if score[f] > 0]
     threshold = zb.mean(0)[top].float()
     target = -1.5 * (za.sum(0) / (za > 0).sum(0).clamp_min(1))[top].float()
-    model, report = erase(tiny_flux, sae, concept=concept, neutral=neutral, latent=LATENT, multiplier=1.5)
+    model, report = erase(tiny_flux, sae, concept=concept, neutral=neutral, latent=LATENT, multiplier=1.5, scope=scope)
     capture = captured(tiny_flux, model, concept, neutral)
+    rules = {"per token": expected_after, "per image": expected_per_image}
+    scopes_differ = False  # so matching one scope's rule is not matching the other's
     for before, after in zip(capture.before, capture.after):
-        expected, erased = expected_after(sae, before, top, threshold, target)
+        expected, erased = rules[scope](sae, before, top, threshold, target)
         torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-4)
         assert erased.any() and torch.equal(after[~erased], before[~erased])
+        other, _ = rules["per image" if scope == "per token" else "per token"](sae, before, top, threshold, target)
+        scopes_differ |= not torch.allclose(other, expected, rtol=1e-4, atol=1e-4)
+    assert scopes_differ
     assert report.count("\nstep ") == STEPS  # the preview: one line per step
+    assert f"both, {scope}:" in report
     for f in top:
         assert f"{f}: above" in report
+
+
+def test_per_image_leaves_images_below_the_threshold_bit_identical(tiny_flux, sae):
+    """A threshold between the images' means: the images below it come back bit for bit, all their tokens."""
+    positive, negative = tiny_conditioning(seed=1), tiny_conditioning(seed=2)
+    feature = firing(sae, tiny_flux, positive)[0]
+    probe = captured(tiny_flux, tiny_flux.clone(), positive, negative, steps=1)
+    means = sae.encode(probe.before[0])[..., feature].mean(-1)  # [rows]: each image's mean at the first step
+    assert means.max() > means.min(), "the probe needs images with different means"
+    value = float((means.max() + means.min()) / 2)
+    model, _ = erase(tiny_flux, sae, features=str(feature), push_to="zero", threshold="value", threshold_value=value,
+                     scope="per image")
+    capture = captured(tiny_flux, model, positive, negative, steps=1)
+    before, after = capture.before[0], capture.after[0]
+    above = means > value
+    assert above.any() and (~above).any()
+    assert torch.equal(after[~above], before[~above])
+    expected, _ = expected_per_image(sae, before, [feature], torch.tensor([value]), torch.zeros(1))
+    torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_per_feature_multiplier_and_label(tiny_flux, sae):
@@ -92,12 +125,33 @@ def test_per_feature_multiplier_and_label(tiny_flux, sae):
     assert "7 (sparkle): above 0 (value)" in report and "(−2 × mean" in report and "(−1 × mean" in report
 
 
+def test_step_window(tiny_flux, tiny_cond, sae):
+    """start/end_percent: forwards outside the window come back bit for bit, those inside follow the rule."""
+    positive, negative = tiny_cond
+    features = firing(sae, tiny_flux, positive)
+    sampling = tiny_flux.get_model_object("model_sampling")
+    start, end = 0.3, 0.7
+    hi, lo = sampling.percent_to_sigma(start), sampling.percent_to_sigma(end)
+    model, report = erase(tiny_flux, sae, features=", ".join(map(str, features)), push_to="zero", threshold="value",
+                          threshold_value=0.05, start_percent=start, end_percent=end)
+    capture = captured(tiny_flux, model, positive, negative, steps=8)
+    inside = [lo <= sigma <= hi for _, sigma, _ in capture.forwards]
+    assert any(inside) and not all(inside)
+    for flag, before, after in zip(inside, capture.before, capture.after):
+        expected = expected_after(sae, before, features, 0.05, torch.zeros(2))[0] if flag else before
+        torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-5)
+        assert flag or torch.equal(after, before)
+    assert "both, per token, 0.3-0.7 of the sampling:" in report
+
+
 @pytest.mark.parametrize("overrides,message", [
     (dict(), "^features: empty, so they are found by contrast"),
     (dict(features="3"), "^threshold: 'neutral mean' needs the neutral set"),
     (dict(features="3", threshold="value"), "^push_to: .* needs the feature means"),
     (dict(concept=tiny_conditioning(seed=1)), "^latent: measuring"),
     (dict(features="3", neutral_prompts="a cat"), "^neutral_prompts: 1 prompt.*no clip"),
+    (dict(features="3", threshold="value", push_to="zero", scope="per pixel"), "^scope 'per pixel' is not one of"),
+    (dict(features="3", threshold="value", push_to="zero", start_percent=0.8, end_percent=0.2), "^start_percent"),
 ])
 def test_bad_input_names_the_input(tiny_flux, sae, overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -108,3 +162,17 @@ def test_registered():
     assert SAEConceptErase in NODES
     schema = SAEConceptErase.define_schema()
     assert schema.node_id == "SAEConceptErase" and schema.display_name == "SAE Erase Concept"
+
+
+def test_new_inputs_are_optional_and_come_last():
+    """Saved workflows keep working: the inputs of the first version keep their names and order, the later ones
+    (scope, the step window) are optional and default to what the first version did."""
+    inputs = SAEConceptErase.define_schema().inputs
+    first = ["model", "sae", "site", "block", "tokens", "features", "multiplier", "push_to", "threshold",
+             "threshold_value", "apply_to", "top_n", "latent", "concept", "neutral", "clip", "concept_prompts",
+             "neutral_prompts", "steps", "seed", "scale"]
+    assert [i.id for i in inputs] == first + ["scope", "start_percent", "end_percent"]
+    later = {i.id: i for i in inputs[len(first):]}
+    assert all(i.optional for i in later.values())
+    assert later["scope"].default == "per token" and later["start_percent"].default == 0.0
+    assert later["end_percent"].default == 1.0

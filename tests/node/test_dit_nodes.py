@@ -303,7 +303,7 @@ def test_erase_concept_at_a_dit_site_is_the_kernels_erase_on_the_block(tiny_dit,
     patched, report = SAEConceptErase.execute(
         model=model, sae=sae, site=site, block=0, tokens="image", features="0, 1, 2, 3", multiplier=1.0,
         push_to="zero", threshold="value", threshold_value=0.0, apply_to="both", top_n=4).result
-    assert report.startswith(f"SAE Erase Concept at {site} block 0, both:")
+    assert report.startswith(f"SAE Erase Concept at {site} block 0, both, per token:")
     with block_io(model, name, 0, "img", new_record()) as record:
         erased = run(patched, name, steps=1)
     (_, out), flowed = record["io"][0], record["next"][0]
