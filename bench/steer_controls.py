@@ -8,12 +8,12 @@ the contrast finder.
     Each image is read per half by the project's classifier (the other half painted background): a half
     "changed" when its object part reads as another colour than in the unsteered image of the same seed. Printed:
     of the samples whose object has a part in that half, the fraction where that half changed, left and right.
-(b) Concept erasure. SAEConceptErase of "red": features "red" (the labelled feature) or found by contrast
-    (top 4) of "a red circle/square/triangle" against the other colours' nine prompts, threshold the neutral
+(b) Concept erasure. SAEConceptErase of ``--erase-colour`` (default red): features the labelled one or the
+    contrast's top 4 (the colour's three prompts against the other colours' nine), threshold the neutral
     mean, target −multiplier × the feature's mean on the concept, scope per token (SAeUron) and per image,
-    from ``--erase-start`` on. Printed per red shape: % of samples no longer read as red, % with the shape kept
-    (``classify.object_kept`` against the unsteered image: same shape reading, object overlap IoU >= 0.5);
-    and % of "a green circle", "a blue square", "a yellow triangle" left as they were (colour and shape).
+    from ``--erase-start`` on. Printed per shape: % of samples no longer read as the colour, % with the
+    shape kept (``classify.object_kept`` against the unsteered image: same shape reading, object overlap
+    IoU >= 0.5); and % of one prompt of each other colour left as it was (colour and shape).
 (c) Contrast finder. SAEFeatureContrast, concept set "a C circle/square/triangle" against the other colours'
     prompts (and likewise per shape), ``--finder-steps`` steps each: the rank of the feature labelled C among
     all features.
@@ -33,10 +33,12 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=8, help="samples per setting (seeds 0..N-1)")
     p.add_argument("--strength", type=float, default=4.0, help="mask test: strength in × feature mean")
     p.add_argument("--multipliers", default="0.5,1,2", help="erasure multipliers to try")
+    p.add_argument("--erase-colour", default="red", help="erasure: the colour erased")
     p.add_argument("--erase-start", type=float, default=0.0,
                    help="erasure: start_percent (0: every step, as SAeUron erases)")
     p.add_argument("--finder-steps", type=int, default=20,
                    help="contrast finder: sampling steps per prompt (20: the sampling the labels were found on)")
+    p.add_argument("--parts", default="mask,erase,contrast", help="which of (a) mask, (b) erase, (c) contrast to run")
     p.add_argument("--out", default="output/steer_controls")
     return p.parse_args(argv)
 
@@ -101,11 +103,15 @@ def mask_test(model, clip, vae, sae, seeds, strength) -> dict:
     return out
 
 
-ERASE_PROMPTS = ("a red circle", "a red square", "a red triangle")
-OTHER_PROMPTS = ("a green circle", "a blue square", "a yellow triangle")  # erasing red should leave these be
+def erase_prompts(colour: str) -> tuple[list[str], list[str]]:
+    """(the colour's three prompts, one prompt of each other colour: what erasing the colour should leave be)."""
+    from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES, prompt_for
+
+    others = [c for c in COLOURS if c != colour]
+    return [prompt_for(colour, s) for s in SHAPES], [prompt_for(c, s) for c, s in zip(others, SHAPES)]
 
 
-def erase_test(model, clip, vae, sae, seeds, multipliers, start_percent) -> list[dict]:
+def erase_test(model, clip, vae, sae, seeds, multipliers, start_percent, colour) -> list[dict]:
     import torch
 
     from comfyui_sae_steering.demo.tiny_world_eval import sample_images
@@ -114,18 +120,19 @@ def erase_test(model, clip, vae, sae, seeds, multipliers, start_percent) -> list
     from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES
 
     site, block = sae.hook.rsplit(".", 1)
-    prompts = (*ERASE_PROMPTS, *OTHER_PROMPTS)
+    concept, others = erase_prompts(colour)
+    prompts = (*concept, *others)
     baseline = {p: [classify(d.image) for d in sample_images(model, clip, vae, p, seeds)] for p in prompts}
-    neutral = "\n".join(f"a {c} {s}" for c in COLOURS if c != "red" for s in SHAPES)
+    neutral = "\n".join(f"a {c} {s}" for c in COLOURS if c != colour for s in SHAPES)
     rows = []
     for scope in SCOPES:
-        for features, label in (("red", "labelled 'red'"), ("", "by contrast, top 4")):
+        for features, label in ((colour, f"labelled '{colour}'"), ("", "by contrast, top 4")):
             for multiplier in multipliers:
                 model_out, report = SAEConceptErase.execute(
                     model=model, sae=sae, site=site, block=int(block), tokens="image", features=features,
                     multiplier=multiplier, push_to="−multiplier × feature mean", threshold="neutral mean",
                     threshold_value=0.0, apply_to="both", top_n=4, latent={"samples": torch.zeros(4, 16, 8, 8)},
-                    clip=clip, concept_prompts="\n".join(ERASE_PROMPTS), neutral_prompts=neutral, steps=8, seed=0,
+                    clip=clip, concept_prompts="\n".join(concept), neutral_prompts=neutral, steps=8, seed=0,
                     scope=scope, start_percent=start_percent).result
                 chosen = [line.split(":")[0] for line in report.splitlines()[1:] if ": above" in line]
                 per_prompt = {}
@@ -133,14 +140,15 @@ def erase_test(model, clip, vae, sae, seeds, multipliers, start_percent) -> list
                     after = [classify(d.image) for d in sample_images(model_out, clip, vae, prompt, seeds)]
                     kept = [object_kept(b, a) for b, a in zip(baseline[prompt], after)]
                     per_prompt[prompt] = {
-                        "not_red": sum(a.colour != "red" for a in after) / len(after),
+                        "erased": sum(a.colour != colour for a in after) / len(after),
                         "shape_kept": sum(kept) / len(after),
                         "unchanged": sum(k and a.colour == b.colour for k, a, b in zip(kept, after, baseline[prompt])) / len(after),
                         "colours": [a.colour for a in after]}
                 mean = lambda key, group: sum(per_prompt[p][key] for p in group) / len(group)  # noqa: E731
-                rows.append({"scope": scope, "features": label, "chosen": chosen, "multiplier": multiplier,
-                             "erased": mean("not_red", ERASE_PROMPTS), "shape_kept": mean("shape_kept", ERASE_PROMPTS),
-                             "others_unchanged": mean("unchanged", OTHER_PROMPTS), "per_prompt": per_prompt})
+                rows.append({"colour": colour, "scope": scope, "features": label, "chosen": chosen,
+                             "multiplier": multiplier, "concept": concept, "others": others,
+                             "erased": mean("erased", concept), "shape_kept": mean("shape_kept", concept),
+                             "others_unchanged": mean("unchanged", others), "per_prompt": per_prompt})
     return rows
 
 
@@ -181,9 +189,11 @@ def run(args) -> dict:
     results = {}
     for sae_file in models.SAE_FILES:
         sae = SAE_CACHE.get(str(models.weight_path(sae_file)), "auto")
-        results[sae.hook] = {"mask": mask_test(model, clip, vae, sae, seeds, args.strength),
-                             "erase": erase_test(model, clip, vae, sae, seeds, multipliers, args.erase_start),
-                             "contrast": contrast_test(model, clip, sae, seeds, args.finder_steps)}
+        parts = {"mask": lambda: mask_test(model, clip, vae, sae, seeds, args.strength),
+                 "erase": lambda: erase_test(model, clip, vae, sae, seeds, multipliers, args.erase_start,
+                                             args.erase_colour),
+                 "contrast": lambda: contrast_test(model, clip, sae, seeds, args.finder_steps)}
+        results[sae.hook] = {name: measure() for name, measure in parts.items() if name in args.parts.split(",")}
     return results
 
 
@@ -191,23 +201,27 @@ def format_results(results: dict) -> str:
     lines = []
     for site, r in results.items():
         lines.append(f"## {site}")
-        lines.append("(a) 'a red circle' steered to blue: fraction of samples whose half changed colour (-> blue)")
-        for name, row in r["mask"].items():
-            cells = [f"{side} {row[side]['changed']:.0%} ({row[side]['blue']:.0%}) of {row[side]['samples']}"
-                     for side in ("left", "right")]
-            lines.append(f"    {name:15s} " + "; ".join(cells))
-        lines.append("(b) erase 'red' (concept: red circle/square/triangle, neutral: the other colours' prompts): "
-                     "% no longer red / % shape kept, per shape and all; % of other colours' objects unchanged")
-        for row in r["erase"]:
-            cells = [f"{p.split()[-1]} {row['per_prompt'][p]['not_red']:.0%}/{row['per_prompt'][p]['shape_kept']:.0%}"
-                     for p in ERASE_PROMPTS]
-            lines.append(f"    {row['scope']:9s} {row['features']:18s} ×{row['multiplier']:g}: {', '.join(cells)}; "
-                         f"all {row['erased']:.0%}/{row['shape_kept']:.0%}; others unchanged {row['others_unchanged']:.0%}"
-                         f"  (features {', '.join(row['chosen'])})")
-        lines.append("(c) contrast finder: rank of the labelled feature (1 = first)")
-        for row in r["contrast"]:
-            lines.append(f"    {row['attribute']} {row['value']:8s} {row['rank_by']:22s} feature {row['feature']}: "
-                         f"rank {row['rank']}  (top 3: {row['top3']})")
+        if "mask" in r:
+            lines.append("(a) 'a red circle' steered to blue: fraction of samples whose half changed colour (-> blue)")
+            for name, row in r["mask"].items():
+                cells = [f"{side} {row[side]['changed']:.0%} ({row[side]['blue']:.0%}) of {row[side]['samples']}"
+                         for side in ("left", "right")]
+                lines.append(f"    {name:15s} " + "; ".join(cells))
+        if "erase" in r:
+            colour = r["erase"][0]["colour"]
+            lines.append(f"(b) erase '{colour}' (concept: its three prompts, neutral: the other colours' prompts): "
+                         f"% no longer {colour} / % shape kept, per shape and all; % of other colours' objects unchanged")
+            for row in r["erase"]:
+                cells = [f"{p.split()[-1]} {row['per_prompt'][p]['erased']:.0%}/{row['per_prompt'][p]['shape_kept']:.0%}"
+                         for p in row["concept"]]
+                lines.append(f"    {row['scope']:9s} {row['features']:18s} ×{row['multiplier']:g}: {', '.join(cells)}; "
+                             f"all {row['erased']:.0%}/{row['shape_kept']:.0%}; others unchanged {row['others_unchanged']:.0%}"
+                             f"  (features {', '.join(row['chosen'])})")
+        if "contrast" in r:
+            lines.append("(c) contrast finder: rank of the labelled feature (1 = first)")
+            for row in r["contrast"]:
+                lines.append(f"    {row['attribute']} {row['value']:8s} {row['rank_by']:22s} feature {row['feature']}: "
+                             f"rank {row['rank']}  (top 3: {row['top3']})")
     return "\n".join(lines)
 
 
