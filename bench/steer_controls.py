@@ -117,13 +117,13 @@ def erase_test(model, clip, vae, sae, seeds, multipliers, start_percent, colour)
     from comfyui_sae_steering.demo.tiny_world_eval import sample_images
     from comfyui_sae_steering.nodes.steer.concept_erase_node import SCOPES, SAEConceptErase
     from comfyui_sae_steering.nodes.tiny_world.classify import classify, object_kept
-    from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES
+    from comfyui_sae_steering.nodes.tiny_world.world import COLOURS, SHAPES, prompt_for
 
     site, block = sae.hook.rsplit(".", 1)
     concept, others = erase_prompts(colour)
     prompts = (*concept, *others)
     baseline = {p: [classify(d.image) for d in sample_images(model, clip, vae, p, seeds)] for p in prompts}
-    neutral = "\n".join(f"a {c} {s}" for c in COLOURS if c != colour for s in SHAPES)
+    neutral = "\n".join(prompt_for(c, s) for c in COLOURS if c != colour for s in SHAPES)
     rows = []
     for scope in SCOPES:
         for features, label in ((colour, f"labelled '{colour}'"), ("", "by contrast, top 4")):
@@ -183,6 +183,9 @@ def run(args) -> dict:
     from comfyui_sae_steering.nodes.sae_loader import SAE_CACHE
     from comfyui_sae_steering.nodes.tiny_world import models
 
+    chosen = args.parts.split(",")
+    if not set(chosen) <= {"mask", "erase", "contrast"}:
+        raise SystemExit(f"--parts {args.parts!r}: choose from mask, erase, contrast")
     seeds = list(range(args.seeds))
     multipliers = [float(m) for m in args.multipliers.split(",")]
     model, clip, vae, _ = models.load_models()
@@ -193,7 +196,7 @@ def run(args) -> dict:
                  "erase": lambda: erase_test(model, clip, vae, sae, seeds, multipliers, args.erase_start,
                                              args.erase_colour),
                  "contrast": lambda: contrast_test(model, clip, sae, seeds, args.finder_steps)}
-        results[sae.hook] = {name: measure() for name, measure in parts.items() if name in args.parts.split(",")}
+        results[sae.hook] = {name: measure() for name, measure in parts.items() if name in chosen}
     return results
 
 
