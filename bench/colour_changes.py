@@ -34,8 +34,10 @@ def main(argv=None) -> int:
     seeds, strengths = list(range(args.seeds)), [float(s) for s in args.strengths.split(",")]
     lines = [f"`add` at {sae.hook}, keep_error on, from {args.start:.0%}; {args.seeds} seeds; turned / kept",
              "| change | " + " | ".join(f"× {s:g}" for s in strengths) + " |", "|---|" + "---|" * len(strengths)]
+    # one measurement per target colour (several changes share one), where its feature fires
+    scales = {t: target_scale(model, clip, sae, f"a {t} circle")[0] for t in dict.fromkeys(t for _, t in CHANGES)}
     for prompt, target in CHANGES:
-        scale = target_scale(model, clip, sae, f"a {target} circle")[0]
+        scale = scales[target]
         baseline = sample_images(model, clip, vae, prompt, seeds)
         cells = []
         for strength in strengths:
